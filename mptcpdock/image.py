@@ -1,0 +1,375 @@
+"""Build, find, save and load the node image that every mptcpdock node runs.
+
+The node image is built from ``images/node/Dockerfile`` (``FROM debian:bookworm-slim``).
+Where no registry is reachable the base image cannot be pulled, so it is made locally:
+``debootstrap --variant=minbase bookworm`` into a cache directory, then imported into Docker
+under the base image's name (see :func:`create_base_image`).
+
+The Dockerfile is found relative to this package, at
+``Path(__file__).resolve().parent.parent / "images" / "node"``: that is a source checkout or
+an editable install (``pip install -e .``). A regular wheel does not carry ``images/``;
+:func:`node_context_dir` then raises :class:`ImageError` and the caller has to pass
+``context_dir`` explicitly.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections import deque
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+import docker
+from docker import DockerClient
+from docker.errors import APIError, DockerException, ImageNotFound
+from docker.models.images import Image
+from docker.utils import parse_repository_tag
+
+from . import NODE_IMAGE, __version__
+from .errors import MptcpdockError
+
+BASE_IMAGE = "debian:bookworm-slim"
+SUITE = "bookworm"
+MIRROR = "http://deb.debian.org/debian"
+IMAGES_DIR = Path(__file__).resolve().parent.parent / "images"
+STAMP_NAME = ".mptcpdock-rootfs-complete"
+PKG_LABEL_PREFIX = "io.mptcpdock.pkg."
+NODE_LABEL = "io.mptcpdock.node-image"
+
+Log = Callable[[str], None]
+CreateBase = Literal["auto", "always", "never"]
+
+_CHUNK = 1 << 20
+_LOG_TAIL = 25
+
+# What the official debian:bookworm-slim image configures, so that a locally made base
+# behaves like the pulled one: the same apt sources and no docs/man pages/locales.
+_APT_SOURCES = f"""\
+Types: deb
+URIs: {MIRROR}
+Suites: {SUITE} {SUITE}-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+URIs: http://deb.debian.org/debian-security
+Suites: {SUITE}-security
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+"""
+_DPKG_SLIM = """\
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/locale/*
+path-include /usr/share/locale/locale.alias
+"""
+_IMPORT_CHANGES = [
+    "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    'CMD ["bash"]',
+]
+
+
+class ImageError(MptcpdockError):
+    """The node image (or its base image) cannot be built, found, saved or loaded."""
+
+
+def _client(client: DockerClient | None) -> DockerClient:
+    return client if client is not None else docker.from_env()
+
+
+def _get_image(client: DockerClient, name: str) -> Image | None:
+    try:
+        return client.images.get(name)
+    except ImageNotFound:
+        return None
+
+
+def node_context_dir() -> Path:
+    """The build context of the node image (the directory holding its Dockerfile)."""
+    context = IMAGES_DIR / "node"
+    if not (context / "Dockerfile").is_file():
+        raise ImageError(
+            f"the node image's Dockerfile is not at {context / 'Dockerfile'} "
+            "(fix: run from a source checkout or an editable install, or pass context_dir)"
+        )
+    return context
+
+
+def default_rootfs_dir(suite: str = SUITE) -> Path:
+    """Where the debootstrapped base root filesystem is cached."""
+    if os.geteuid() == 0:
+        cache = Path("/var/cache")
+    else:
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "mptcpdock" / f"rootfs-{suite}"
+
+
+def base_image_present(client: DockerClient | None = None, name: str = BASE_IMAGE) -> bool:
+    """Whether Docker already has the base image ``name``."""
+    return _get_image(_client(client), name) is not None
+
+
+def pull_base_image(client: DockerClient | None = None, name: str = BASE_IMAGE, log: Log = print) -> bool:
+    """Try to pull ``name`` from its registry; False (and a log line) when that fails."""
+    repository, tag = parse_repository_tag(name)
+    log(f"pulling {name}")
+    try:
+        _client(client).images.pull(repository, tag=tag or "latest")
+    except DockerException as exc:
+        log(f"cannot pull {name}: {_first_line(exc)}")
+        return False
+    return True
+
+
+def create_base_image(
+    client: DockerClient | None = None,
+    name: str = BASE_IMAGE,
+    rootfs_dir: str | os.PathLike[str] | None = None,
+    log: Log = print,
+) -> str:
+    """Make the Debian base image ``name`` locally and return its image id.
+
+    Debootstraps a minbase bookworm root filesystem into ``rootfs_dir`` (default
+    :func:`default_rootfs_dir`), reusing it when a previous run finished it (a stamp file
+    marks that), and imports it into Docker like ``tar -C DIR -c . | docker import - NAME``.
+    Needs root and debootstrap.
+    """
+    client = _client(client)
+    rootfs = Path(rootfs_dir) if rootfs_dir is not None else default_rootfs_dir()
+    if (rootfs / STAMP_NAME).is_file():
+        log(f"reusing the root filesystem in {rootfs}")
+    else:
+        bootstrap_rootfs(rootfs, log=log)
+    return _import_rootfs(client, rootfs, name, log)
+
+
+def bootstrap_rootfs(target: Path, suite: str = SUITE, mirror: str = MIRROR, log: Log = print) -> None:
+    """Debootstrap a minbase ``suite`` into ``target``, slim it down and stamp it complete."""
+    _check_can_debootstrap()
+    _prepare_target(target)
+    log(f"debootstrap --variant=minbase {suite} {target} (takes about a minute)")
+    _run_logged(["debootstrap", "--variant=minbase", suite, str(target), mirror], log)
+    _configure_rootfs(target)
+    stamp = f"{suite} {mirror} {datetime.now(timezone.utc).isoformat(timespec='seconds')}\n"
+    (target / STAMP_NAME).write_text(stamp)
+
+
+def _check_can_debootstrap() -> None:
+    pull_hint = f"or `docker pull {BASE_IMAGE}` where a registry is reachable"
+    if shutil.which("debootstrap") is None:
+        raise ImageError(f"debootstrap is not installed (fix: `apt-get install debootstrap`, {pull_hint})")
+    if os.geteuid() != 0:
+        raise ImageError(f"making the base image with debootstrap needs root (fix: run as root, {pull_hint})")
+
+
+def _prepare_target(target: Path) -> None:
+    """Clear what an interrupted debootstrap left in ``target``; refuse any other content."""
+    if not target.exists() or not any(target.iterdir()):
+        target.mkdir(parents=True, exist_ok=True)
+        return
+    if not (target / "debootstrap").is_dir():
+        raise ImageError(
+            f"{target} is not empty and is not an unfinished debootstrap "
+            "(fix: remove it or choose another rootfs directory)"
+        )
+    shutil.rmtree(target)
+    target.mkdir(parents=True)
+
+
+def _configure_rootfs(target: Path) -> None:
+    """Configure apt and dpkg like debian:bookworm-slim and drop what that image leaves out."""
+    (target / "etc/apt/sources.list").unlink(missing_ok=True)
+    (target / "etc/apt/sources.list.d/debian.sources").write_text(_APT_SOURCES)
+    (target / "etc/dpkg/dpkg.cfg.d/docker-slim").write_text(_DPKG_SLIM)
+    share = target / "usr/share"
+    doomed = [*share.glob("man/*"), *share.glob("info/*"), *share.glob("locale/*")]
+    doomed += [p for d in share.glob("doc/*") if d.is_dir() and not d.is_symlink() for p in d.iterdir()]
+    doomed += [*target.glob("var/cache/apt/archives/*.deb"), *target.glob("var/lib/apt/lists/*_*")]
+    for path in doomed:
+        if path.name not in ("copyright", "locale.alias"):
+            _remove_path(path)
+
+
+def _remove_path(path: Path) -> None:
+    """Remove a file, symlink or directory tree inside a root filesystem, never following links."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+
+
+def _import_rootfs(client: DockerClient, rootfs: Path, name: str, log: Log) -> str:
+    repository, tag = parse_repository_tag(name)
+    log(f"importing {rootfs} as {name}")
+    tar_cmd = ["tar", "-C", str(rootfs), "--numeric-owner", "--xattrs", f"--exclude=./{STAMP_NAME}", "-c", "."]
+    with tempfile.TemporaryFile() as errors, subprocess.Popen(tar_cmd, stdout=subprocess.PIPE, stderr=errors) as tar:
+        assert tar.stdout is not None
+        try:
+            client.api.import_image(
+                src=_chunks(tar.stdout), repository=repository, tag=tag or "latest", changes=_IMPORT_CHANGES
+            )
+        except DockerException as exc:
+            tar.kill()
+            raise ImageError(f"docker import of {rootfs} as {name} failed: {_first_line(exc)}") from exc
+        if tar.wait() != 0:
+            errors.seek(0)
+            _remove_quietly(client, name)
+            raise ImageError(f"tar of {rootfs} failed: {errors.read().decode(errors='replace').strip()}")
+    image = _get_image(client, name)
+    if image is None:
+        raise ImageError(f"docker import reported success but {name} is missing")
+    return image.id
+
+
+def _remove_quietly(client: DockerClient, name: str) -> None:
+    try:
+        client.images.remove(name)
+    except DockerException:
+        pass
+
+
+def _chunks(stream: Any) -> Iterator[bytes]:
+    while chunk := stream.read(_CHUNK):
+        yield chunk
+
+
+def _run_logged(cmd: list[str], log: Log) -> None:
+    """Run ``cmd``, passing each output line to ``log``; ImageError with the tail on failure."""
+    tail: deque[str] = deque(maxlen=_LOG_TAIL)
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            line = line.rstrip()
+            tail.append(line)
+            log(line)
+        if proc.wait() != 0:
+            raise ImageError(f"{cmd[0]} failed with exit code {proc.returncode}:\n" + "\n".join(tail))
+
+
+def _ensure_base(client: DockerClient, base: str, create_base: CreateBase, log: Log) -> None:
+    """Make sure ``base`` exists: pull it unless create_base is "always", else create it.
+
+    ``auto``: pull, and create locally if that fails. ``always``: create locally without
+    trying a registry. ``never``: pull only. An existing base image is always kept.
+    """
+    if create_base not in ("auto", "always", "never"):
+        raise ValueError(f"create_base must be auto, always or never, not {create_base!r}")
+    if base_image_present(client, base):
+        return
+    if create_base != "always" and pull_base_image(client, base, log):
+        return
+    if create_base == "never":
+        raise ImageError(
+            f"base image {base} is missing and cannot be pulled "
+            "(fix: allow creating it locally with debootstrap, or make a registry reachable)"
+        )
+    create_base_image(client, base, log=log)
+
+
+def build_node_image(
+    client: DockerClient | None = None,
+    tag: str = NODE_IMAGE,
+    context_dir: str | os.PathLike[str] | None = None,
+    create_base: CreateBase = "auto",
+    log: Log = print,
+    base: str = BASE_IMAGE,
+) -> Image:
+    """Build the node image ``tag`` from ``context_dir`` (default: :func:`node_context_dir`).
+
+    The base image is pulled or created first when missing (see ``_ensure_base``). Build
+    output is passed to ``log`` line by line; a failed build raises :class:`ImageError`
+    carrying the last lines of that output.
+    """
+    client = _client(client)
+    context = Path(context_dir) if context_dir is not None else node_context_dir()
+    _ensure_base(client, base, create_base, log)
+    log(f"building {tag} from {context}")
+    buildargs = {"BASE_IMAGE": base, "MPTCPDOCK_VERSION": __version__}
+    try:
+        output = client.api.build(
+            path=str(context), tag=tag, rm=True, forcerm=True, pull=False, buildargs=buildargs, decode=True
+        )
+        _follow_build(output, tag, log)
+    except DockerException as exc:
+        raise ImageError(f"building {tag} failed: {_first_line(exc)}") from exc
+    image = _get_image(client, tag)
+    if image is None:
+        raise ImageError(f"the build of {tag} finished but the image is missing")
+    return image
+
+
+def _follow_build(output: Iterator[dict[str, Any]], tag: str, log: Log) -> None:
+    tail: deque[str] = deque(maxlen=_LOG_TAIL)
+    for item in output:
+        if "error" in item:
+            tail.append(item["error"].rstrip())
+            raise ImageError(f"building {tag} failed; last build output:\n" + "\n".join(tail))
+        for line in item.get("stream", "").splitlines():
+            if line.strip():
+                tail.append(line)
+                log(line)
+
+
+def ensure_node_image(client: DockerClient | None = None, tag: str = NODE_IMAGE, log: Log = print) -> Image:
+    """Return the node image ``tag``, building it first if Docker does not have it."""
+    client = _client(client)
+    image = _get_image(client, tag)
+    return image if image is not None else build_node_image(client, tag, log=log)
+
+
+def save_image(client: DockerClient | None, tag: str, path: str | os.PathLike[str]) -> Path:
+    """Write image ``tag`` to the tarball ``path`` (like ``docker save -o PATH TAG``)."""
+    client = _client(client)
+    image = _get_image(client, tag)
+    if image is None:
+        raise ImageError(f"cannot save {tag}: no such image (fix: `mptcpdock image build`)")
+    target = Path(path)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for chunk in image.save(named=True):
+                out.write(chunk)
+        os.replace(tmp_name, target)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def load_image(client: DockerClient | None, path: str | os.PathLike[str]) -> list[Image]:
+    """Load the images in tarball ``path`` (like ``docker load -i PATH``) and return them."""
+    client = _client(client)
+    try:
+        with open(path, "rb") as tarball:
+            return client.images.load(tarball)
+    except (OSError, DockerException) as exc:
+        raise ImageError(f"cannot load images from {path}: {_first_line(exc)}") from exc
+
+
+def image_info(client: DockerClient | None, tag: str) -> dict[str, Any]:
+    """What a lab records about the image it ran: id, digest, labels and pinned packages."""
+    image = _get_image(_client(client), tag)
+    if image is None:
+        raise ImageError(f"no image {tag}")
+    labels = image.labels or {}
+    digests = image.attrs.get("RepoDigests") or []
+    return {
+        "tag": tag,
+        "id": image.id,
+        "digest": digests[0] if digests else image.id,
+        "created": image.attrs.get("Created"),
+        "labels": labels,
+        "packages": {k[len(PKG_LABEL_PREFIX):]: v for k, v in labels.items() if k.startswith(PKG_LABEL_PREFIX)},
+    }
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

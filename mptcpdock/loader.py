@@ -1,0 +1,428 @@
+"""Load a topology from YAML (with line numbers for errors) and write one back.
+
+The YAML schema is documented in ``docs/topology.md``; :func:`topology_to_dict` is its
+inverse, so YAML -> model -> YAML round-trips.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from .errors import TopologyError
+from .model import Endpoint, Flow, Link, LinkEnd, Mptcp, Node, Route, Shaping, Topology
+from .units import (
+    UnitError,
+    format_percent,
+    format_rate,
+    format_time_us,
+    parse_percent,
+    parse_rate,
+    parse_seconds,
+    parse_time_us,
+)
+
+TOP_KEYS = {
+    "name", "routing", "source_routing", "address_pool", "link_prefix",
+    "allow_no_impairments", "nodes", "links", "flows", "description",
+}
+NODE_KEYS = {"kind", "image", "sysctls", "mptcp", "routes", "routing", "source_routing", "privileged"}
+MPTCP_KEYS = {"enabled", "limits", "endpoints", "monitor"}
+LIMIT_KEYS = {"subflows", "add_addr_accepted"}
+ENDPOINT_KEYS = {"interface", "flags", "address"}
+ROUTE_KEYS = {"to", "via", "dev", "link", "metric"}
+SHAPING_KEYS = {"rate", "delay", "jitter", "loss", "queue"}
+LINK_KEYS = {"name", "endpoints", "subnet", "egress", "cost"} | SHAPING_KEYS
+LINK_END_KEYS = {"node", "interface", "address"}
+FLOW_KEYS = {
+    "name", "src", "dst", "src_address", "dst_address", "start", "duration", "stop",
+    "streams", "protocol", "congestion", "tool", "port", "reverse",
+}
+
+
+class _Reader:
+    """Walks a composed YAML tree, keeping the line of every field for error messages."""
+
+    def __init__(self, source: str | None) -> None:
+        self.source = source
+        self.locations: dict[str, int] = {}
+
+    def error(self, path: str, message: str, fix: str | None = None) -> TopologyError:
+        return TopologyError(message, field=path or None, fix=fix, source=self.source,
+                             line=self.locations.get(path))
+
+    def to_python(self, node: yaml.Node, path: str) -> Any:
+        self.locations[path] = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            result: dict[str, Any] = {}
+            for key_node, value_node in node.value:
+                key = str(yaml.safe_load(yaml.serialize(key_node)))
+                child = f"{path}.{key}" if path else key
+                if key in result:
+                    self.locations[child] = key_node.start_mark.line + 1
+                    raise self.error(child, f"duplicate key {key!r}", "give each key once")
+                result[key] = self.to_python(value_node, child)
+            return result
+        if isinstance(node, yaml.SequenceNode):
+            return [self.to_python(item, f"{path}[{index}]") for index, item in enumerate(node.value)]
+        return yaml.safe_load(yaml.serialize(node))
+
+    # typed accessors --------------------------------------------------------------------
+    def mapping(self, value: Any, path: str, allowed: set[str]) -> dict[str, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise self.error(path, f"expected a mapping, got {type(value).__name__}",
+                             f"write {path} as 'key: value' lines")
+        for key in value:
+            if key not in allowed:
+                raise self.error(_join(path, key), f"unknown key {key!r}",
+                                 "use one of: " + ", ".join(sorted(allowed)))
+        return value
+
+    def sequence(self, value: Any, path: str) -> list[Any]:
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise self.error(path, f"expected a list, got {type(value).__name__}",
+                             f"write {path} as a list ('- item' lines)")
+        return value
+
+    def string(self, value: Any, path: str) -> str:
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise self.error(path, f"expected a text value, got {type(value).__name__}")
+        return str(value)
+
+    def integer(self, value: Any, path: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.error(path, f"{value!r} is not a whole number", "write a whole number such as 1")
+        return value
+
+    def boolean(self, value: Any, path: str) -> bool:
+        if not isinstance(value, bool):
+            raise self.error(path, f"{value!r} is not true/false", "write true or false")
+        return value
+
+    def unit(self, parse: Callable[[Any], Any], value: Any, path: str) -> Any:
+        try:
+            return parse(value)
+        except UnitError as exc:
+            raise self.error(path, str(exc), exc.fix) from None
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def load_topology(path: str | Path, *, name: str | None = None) -> Topology:
+    """Read a topology file. Raises :class:`TopologyError` naming file, line and field."""
+    source = str(path)
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise TopologyError(f"cannot read file: {exc.strerror}", source=source,
+                            fix="check the path") from None
+    return load_topology_text(text, source=source, name=name)
+
+
+def load_topology_text(text: str, *, source: str | None = None, name: str | None = None) -> Topology:
+    reader = _Reader(source)
+    try:
+        tree = yaml.compose(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise TopologyError(f"invalid YAML: {problem}", source=source,
+                            line=mark.line + 1 if mark else None,
+                            fix="check indentation and quoting near that line") from None
+    if tree is None:
+        raise TopologyError("the file is empty", source=source, fix="describe nodes and links")
+    data = reader.mapping(reader.to_python(tree, ""), "", TOP_KEYS)
+    topology = _topology(reader, data, name)
+    topology.source = source
+    topology.locations = reader.locations
+    return topology
+
+
+def _topology(reader: _Reader, data: dict[str, Any], name: str | None) -> Topology:
+    lab_name = name or data.get("name")
+    if lab_name is None:
+        raise reader.error("name", "the lab has no name", "add 'name: mylab' at the top")
+    topology = Topology(name=reader.string(lab_name, "name"))
+    if "routing" in data:
+        topology.routing = reader.string(data["routing"], "routing")  # type: ignore[assignment]
+    if "source_routing" in data:
+        topology.source_routing = reader.boolean(data["source_routing"], "source_routing")
+    if "address_pool" in data:
+        topology.address_pool = reader.string(data["address_pool"], "address_pool")
+    if "link_prefix" in data:
+        topology.link_prefix = reader.integer(data["link_prefix"], "link_prefix")
+    if "allow_no_impairments" in data:
+        topology.allow_no_impairments = reader.boolean(data["allow_no_impairments"], "allow_no_impairments")
+    nodes = data.get("nodes")
+    if not isinstance(nodes, dict) or not nodes:
+        raise reader.error("nodes", "no nodes", "add a 'nodes:' mapping such as 'nodes: {h1: {}, h2: {}}'")
+    for node_name, spec in nodes.items():
+        topology.nodes[node_name] = _node(reader, node_name, spec, f"nodes.{node_name}")
+    for index, spec in enumerate(reader.sequence(data.get("links"), "links")):
+        topology.links.append(_link(reader, spec, f"links[{index}]"))
+    for index, spec in enumerate(reader.sequence(data.get("flows"), "flows")):
+        topology.flows.append(_flow(reader, spec, f"flows[{index}]"))
+    return topology
+
+
+def _node(reader: _Reader, name: str, spec: Any, path: str) -> Node:
+    spec = reader.mapping(spec, path, NODE_KEYS)
+    node = Node(name=str(name))
+    if "kind" in spec:
+        node.kind = reader.string(spec["kind"], f"{path}.kind")  # type: ignore[assignment]
+    if spec.get("image") is not None:
+        node.image = reader.string(spec["image"], f"{path}.image")
+    for key, value in reader.mapping(spec.get("sysctls"), f"{path}.sysctls", set(spec.get("sysctls") or {})).items():
+        node.sysctls[str(key)] = str(int(value) if isinstance(value, bool) else value)
+    if "routing" in spec:
+        node.routing = reader.string(spec["routing"], f"{path}.routing")  # type: ignore[assignment]
+    if "source_routing" in spec:
+        node.source_routing = reader.boolean(spec["source_routing"], f"{path}.source_routing")
+    if "privileged" in spec:
+        node.privileged = reader.boolean(spec["privileged"], f"{path}.privileged")
+    node.mptcp = _mptcp(reader, spec.get("mptcp"), f"{path}.mptcp")
+    for index, route in enumerate(reader.sequence(spec.get("routes"), f"{path}.routes")):
+        node.routes.append(_route(reader, route, f"{path}.routes[{index}]"))
+    return node
+
+
+def _mptcp(reader: _Reader, spec: Any, path: str) -> Mptcp:
+    if isinstance(spec, bool):
+        return Mptcp(enabled=spec)
+    spec = reader.mapping(spec, path, MPTCP_KEYS)
+    mptcp = Mptcp()
+    if "enabled" in spec:
+        mptcp.enabled = reader.boolean(spec["enabled"], f"{path}.enabled")
+    if "monitor" in spec:
+        mptcp.monitor = reader.boolean(spec["monitor"], f"{path}.monitor")
+    limits = reader.mapping(spec.get("limits"), f"{path}.limits", LIMIT_KEYS)
+    if "subflows" in limits:
+        mptcp.subflows = reader.integer(limits["subflows"], f"{path}.limits.subflows")
+    if "add_addr_accepted" in limits:
+        mptcp.add_addr_accepted = reader.integer(limits["add_addr_accepted"], f"{path}.limits.add_addr_accepted")
+    endpoints = spec.get("endpoints")
+    if isinstance(endpoints, dict):  # short form: {eth0: [subflow], eth1: signal}
+        for interface, flags in endpoints.items():
+            mptcp.endpoints.append(Endpoint(str(interface), _flags(reader, flags, f"{path}.endpoints.{interface}")))
+    else:
+        for index, item in enumerate(reader.sequence(endpoints, f"{path}.endpoints")):
+            item_path = f"{path}.endpoints[{index}]"
+            item = reader.mapping(item, item_path, ENDPOINT_KEYS)
+            if "interface" not in item:
+                raise reader.error(item_path, "endpoint has no interface", "add 'interface: eth0'")
+            mptcp.endpoints.append(Endpoint(
+                interface=reader.string(item["interface"], f"{item_path}.interface"),
+                flags=_flags(reader, item.get("flags", ["subflow"]), f"{item_path}.flags"),
+                address=reader.string(item["address"], f"{item_path}.address") if item.get("address") else None,
+            ))
+    return mptcp
+
+
+def _flags(reader: _Reader, value: Any, path: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [part for part in value.replace(",", " ").split() if part]
+    return tuple(reader.string(flag, f"{path}[{i}]") for i, flag in enumerate(reader.sequence(value, path)))
+
+
+def _route(reader: _Reader, spec: Any, path: str) -> Route:
+    spec = reader.mapping(spec, path, ROUTE_KEYS)
+    if "to" not in spec:
+        raise reader.error(path, "route has no destination", "add 'to: default' or 'to: 10.0.1.0/24'")
+    return Route(
+        to=reader.string(spec["to"], f"{path}.to"),
+        via=reader.string(spec["via"], f"{path}.via") if spec.get("via") is not None else None,
+        dev=reader.string(spec["dev"], f"{path}.dev") if spec.get("dev") is not None else None,
+        link=reader.string(spec["link"], f"{path}.link") if spec.get("link") is not None else None,
+        metric=reader.integer(spec["metric"], f"{path}.metric") if spec.get("metric") is not None else None,
+    )
+
+
+def _shaping(reader: _Reader, spec: dict[str, Any], path: str) -> Shaping:
+    shaping = Shaping()
+    if spec.get("rate") is not None:
+        shaping.rate = reader.unit(parse_rate, spec["rate"], f"{path}.rate")
+    if spec.get("delay") is not None:
+        shaping.delay = reader.unit(parse_time_us, spec["delay"], f"{path}.delay")
+    if spec.get("jitter") is not None:
+        shaping.jitter = reader.unit(lambda v: parse_time_us(v, what="jitter"), spec["jitter"], f"{path}.jitter")
+    if spec.get("loss") is not None:
+        shaping.loss = reader.unit(parse_percent, spec["loss"], f"{path}.loss")
+    if spec.get("queue") is not None:
+        shaping.queue = reader.integer(spec["queue"], f"{path}.queue")
+    return shaping
+
+
+def _link_end(reader: _Reader, spec: Any, path: str) -> LinkEnd:
+    if isinstance(spec, str):  # "node" or "node:interface"
+        node, _, interface = spec.partition(":")
+        return LinkEnd(node=node, interface=interface or None)
+    spec = reader.mapping(spec, path, LINK_END_KEYS)
+    if "node" not in spec:
+        raise reader.error(path, "link end has no node", "write 'node: h1' or the short form 'h1:eth0'")
+    return LinkEnd(
+        node=reader.string(spec["node"], f"{path}.node"),
+        interface=reader.string(spec["interface"], f"{path}.interface") if spec.get("interface") else None,
+        address=reader.string(spec["address"], f"{path}.address") if spec.get("address") else None,
+    )
+
+
+def _link(reader: _Reader, spec: Any, path: str) -> Link:
+    spec = reader.mapping(spec, path, LINK_KEYS)
+    ends = reader.sequence(spec.get("endpoints"), f"{path}.endpoints")
+    if len(ends) != 2:
+        raise reader.error(f"{path}.endpoints", f"a link joins exactly two nodes, got {len(ends)}",
+                           "write 'endpoints: [h1, r1]'")
+    link = Link(
+        a=_link_end(reader, ends[0], f"{path}.endpoints[0]"),
+        b=_link_end(reader, ends[1], f"{path}.endpoints[1]"),
+        name=reader.string(spec["name"], f"{path}.name") if spec.get("name") else None,
+        subnet=reader.string(spec["subnet"], f"{path}.subnet") if spec.get("subnet") else None,
+        shaping=_shaping(reader, spec, path),
+    )
+    if "cost" in spec:
+        link.cost = reader.integer(spec["cost"], f"{path}.cost")
+    egress = reader.mapping(spec.get("egress"), f"{path}.egress", {link.a.node, link.b.node})
+    for node, override in egress.items():
+        override_path = f"{path}.egress.{node}"
+        link.egress[node] = _shaping(reader, reader.mapping(override, override_path, SHAPING_KEYS), override_path)
+    return link
+
+
+def _flow(reader: _Reader, spec: Any, path: str) -> Flow:
+    spec = reader.mapping(spec, path, FLOW_KEYS)
+    for key in ("src", "dst"):
+        if key not in spec:
+            raise reader.error(path, f"flow has no {key}", "write 'src: h1' and 'dst: h2'")
+    flow = Flow(src=reader.string(spec["src"], f"{path}.src"), dst=reader.string(spec["dst"], f"{path}.dst"))
+    for key in ("name", "src_address", "dst_address", "protocol", "congestion", "tool"):
+        if spec.get(key) is not None:
+            setattr(flow, key, reader.string(spec[key], f"{path}.{key}"))
+    if "start" in spec:
+        flow.start = reader.unit(lambda v: parse_seconds(v, what="start"), spec["start"], f"{path}.start")
+    if "duration" in spec and "stop" in spec:
+        raise reader.error(f"{path}.stop", "both duration and stop are given", "keep one of them")
+    if "duration" in spec:
+        flow.duration = reader.unit(lambda v: parse_seconds(v, what="duration"), spec["duration"], f"{path}.duration")
+    if "stop" in spec:
+        stop = reader.unit(lambda v: parse_seconds(v, what="stop"), spec["stop"], f"{path}.stop")
+        if stop <= flow.start:
+            raise reader.error(f"{path}.stop", f"stop {stop:g}s is not after start {flow.start:g}s",
+                               "make stop later than start, or give a duration")
+        flow.duration = stop - flow.start
+    if "streams" in spec:
+        flow.streams = reader.integer(spec["streams"], f"{path}.streams")
+    if "port" in spec:
+        flow.port = reader.integer(spec["port"], f"{path}.port")
+    if "reverse" in spec:
+        flow.reverse = reader.boolean(spec["reverse"], f"{path}.reverse")
+    return flow
+
+
+# -- model -> YAML ---------------------------------------------------------------------------
+
+def _shaping_dict(shaping: Shaping) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if shaping.rate is not None:
+        out["rate"] = format_rate(shaping.rate)
+    if shaping.delay is not None:
+        out["delay"] = format_time_us(shaping.delay)
+    if shaping.jitter is not None:
+        out["jitter"] = format_time_us(shaping.jitter)
+    if shaping.loss is not None:
+        out["loss"] = format_percent(shaping.loss)
+    if shaping.queue is not None:
+        out["queue"] = shaping.queue
+    return out
+
+
+def _node_dict(node: Node) -> dict[str, Any]:
+    out: dict[str, Any] = {"kind": node.kind}
+    if node.image:
+        out["image"] = node.image
+    if node.sysctls:
+        out["sysctls"] = dict(node.sysctls)
+    if node.privileged:
+        out["privileged"] = True
+    if node.routing:
+        out["routing"] = node.routing
+    if node.source_routing is not None:
+        out["source_routing"] = node.source_routing
+    mptcp: dict[str, Any] = {}
+    if not node.mptcp.enabled:
+        mptcp["enabled"] = False
+    limits = {key: getattr(node.mptcp, key) for key in ("subflows", "add_addr_accepted")
+              if getattr(node.mptcp, key) is not None}
+    if limits:
+        mptcp["limits"] = limits
+    if node.mptcp.endpoints:
+        mptcp["endpoints"] = [
+            {"interface": ep.interface, "flags": list(ep.flags), **({"address": ep.address} if ep.address else {})}
+            for ep in node.mptcp.endpoints
+        ]
+    if node.mptcp.monitor:
+        mptcp["monitor"] = True
+    if mptcp:
+        out["mptcp"] = mptcp
+    if node.routes:
+        out["routes"] = [
+            {key: value for key, value in vars(route).items() if value is not None} for route in node.routes
+        ]
+    return out
+
+
+def _end_value(end: LinkEnd) -> Any:
+    if end.address:
+        return {"node": end.node, **({"interface": end.interface} if end.interface else {}), "address": end.address}
+    return f"{end.node}:{end.interface}" if end.interface else end.node
+
+
+def _link_dict(link: Link) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if link.name:
+        out["name"] = link.name
+    out["endpoints"] = [_end_value(link.a), _end_value(link.b)]
+    if link.subnet:
+        out["subnet"] = link.subnet
+    out.update(_shaping_dict(link.shaping))
+    if link.egress:
+        out["egress"] = {node: _shaping_dict(shaping) for node, shaping in link.egress.items()}
+    if link.cost != 1:
+        out["cost"] = link.cost
+    return out
+
+
+def _flow_dict(flow: Flow) -> dict[str, Any]:
+    defaults = Flow(src=flow.src, dst=flow.dst)
+    out: dict[str, Any] = {}
+    for key in ("name", "src", "dst", "src_address", "dst_address", "start", "duration", "streams",
+                "protocol", "congestion", "tool", "port", "reverse"):
+        value = getattr(flow, key)
+        if key in ("src", "dst") or (value is not None and value != getattr(defaults, key)):
+            out[key] = value
+    return out
+
+
+def topology_to_dict(topology: Topology) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": topology.name}
+    defaults = Topology(name=topology.name)
+    for key in ("routing", "source_routing", "address_pool", "link_prefix", "allow_no_impairments"):
+        value = getattr(topology, key)
+        if value != getattr(defaults, key):
+            out[key] = value
+    out["nodes"] = {name: _node_dict(node) for name, node in topology.nodes.items()}
+    out["links"] = [_link_dict(link) for link in topology.links]
+    if topology.flows:
+        out["flows"] = [_flow_dict(flow) for flow in topology.flows]
+    return out
+
+
+def topology_to_yaml(topology: Topology) -> str:
+    return yaml.safe_dump(topology_to_dict(topology), sort_keys=False, default_flow_style=None, width=100)

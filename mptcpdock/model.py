@@ -1,0 +1,173 @@
+"""The topology model: what a user asked for, as typed dataclasses.
+
+Both front ends (YAML in :mod:`mptcpdock.loader`, Python in :mod:`mptcpdock.api` and
+:mod:`mptcpdock.compat.nest`) build these objects; everything after them (validate, plan,
+apply, run, report) reads only these objects.
+
+Units: rates in bit/s, delays in microseconds, loss in percent, queue limits in packets,
+flow times in seconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+NodeKind = Literal["host", "router"]
+RoutingMode = Literal["static", "auto"]
+EndpointFlag = Literal["signal", "subflow", "backup", "fullmesh"]
+ENDPOINT_FLAGS: tuple[str, ...] = ("signal", "subflow", "backup", "fullmesh")
+PROTOCOLS: tuple[str, ...] = ("mptcp", "tcp")
+
+
+@dataclass
+class Shaping:
+    """Egress shaping of one link end. ``None`` means 'not set'."""
+
+    rate: int | None = None  # bit/s
+    delay: int | None = None  # microseconds
+    jitter: int | None = None  # microseconds
+    loss: float | None = None  # percent
+    queue: int | None = None  # packets
+
+    def merged(self, override: "Shaping | None") -> "Shaping":
+        """This shaping with every field ``override`` sets replaced."""
+        if override is None:
+            return replace(self)
+        return Shaping(
+            rate=override.rate if override.rate is not None else self.rate,
+            delay=override.delay if override.delay is not None else self.delay,
+            jitter=override.jitter if override.jitter is not None else self.jitter,
+            loss=override.loss if override.loss is not None else self.loss,
+            queue=override.queue if override.queue is not None else self.queue,
+        )
+
+    @property
+    def needs_netem(self) -> bool:
+        return bool(self.delay or self.jitter or self.loss)
+
+    @property
+    def is_empty(self) -> bool:
+        return self.rate is None and not self.needs_netem and self.queue is None
+
+
+@dataclass
+class Endpoint:
+    """An MPTCP endpoint on one interface of a node (``ip mptcp endpoint add``)."""
+
+    interface: str
+    flags: tuple[str, ...] = ("subflow",)
+    address: str | None = None  # default: the interface's address
+
+
+@dataclass
+class Mptcp:
+    enabled: bool = True
+    subflows: int | None = None  # ip mptcp limits set subflows N
+    add_addr_accepted: int | None = None  # ip mptcp limits set add_addr_accepted N
+    endpoints: list[Endpoint] = field(default_factory=list)
+    monitor: bool = False  # run `ip mptcp monitor` on this node during experiments
+
+
+@dataclass
+class Route:
+    """A static route. ``to`` is 'default', a prefix or an address.
+
+    The next hop is given by exactly one of ``via`` (an address), ``link`` (the peer on that
+    link) or ``dev`` (an interface: the next hop is that interface's peer).
+    """
+
+    to: str
+    via: str | None = None
+    dev: str | None = None
+    link: str | None = None
+    metric: int | None = None
+
+
+@dataclass
+class Node:
+    name: str
+    kind: NodeKind = "host"
+    image: str | None = None
+    sysctls: dict[str, str] = field(default_factory=dict)
+    mptcp: Mptcp = field(default_factory=Mptcp)
+    routes: list[Route] = field(default_factory=list)
+    routing: RoutingMode | None = None  # None: the topology's
+    source_routing: bool | None = None  # None: the topology's
+    privileged: bool = False
+
+
+@dataclass
+class LinkEnd:
+    node: str
+    interface: str | None = None  # default: eth0, eth1, ... in link order on that node
+    address: str | None = None  # default: assigned from the link's subnet
+
+
+@dataclass
+class Link:
+    a: LinkEnd
+    b: LinkEnd
+    name: str | None = None  # default: "<a>-<b>" (+ "-2", "-3" for parallel links)
+    subnet: str | None = None  # default: the next block of the topology's address pool
+    shaping: Shaping = field(default_factory=Shaping)  # both directions
+    egress: dict[str, Shaping] = field(default_factory=dict)  # per sending node, over `shaping`
+    cost: int = 1  # for routing: auto
+
+    def end(self, node: str) -> LinkEnd:
+        if self.a.node == node:
+            return self.a
+        if self.b.node == node:
+            return self.b
+        raise KeyError(node)
+
+    def peer(self, node: str) -> LinkEnd:
+        return self.b if self.a.node == node else self.a
+
+    def shaping_from(self, node: str) -> Shaping:
+        """The shaping applied on ``node``'s egress into this link."""
+        return self.shaping.merged(self.egress.get(node))
+
+
+@dataclass
+class Flow:
+    src: str
+    dst: str
+    name: str | None = None  # default: "<src>-<dst>" (+ "-2", ...)
+    dst_address: str | None = None  # default: dst's first address
+    src_address: str | None = None  # bind the client to this address
+    start: float = 0.0  # seconds after the run starts
+    duration: float = 10.0  # seconds
+    streams: int = 1
+    protocol: str = "mptcp"
+    congestion: str | None = None  # e.g. cubic, reno, bbr
+    tool: str = "iperf3"
+    port: int | None = None  # default: 5201, 5202, ... per destination node
+    reverse: bool = False  # iperf3 -R: the server sends
+
+
+@dataclass
+class Topology:
+    name: str
+    nodes: dict[str, Node] = field(default_factory=dict)
+    links: list[Link] = field(default_factory=list)
+    flows: list[Flow] = field(default_factory=list)
+    routing: RoutingMode = "static"
+    source_routing: bool | None = None  # None: on with routing auto, off with static
+    address_pool: str = "10.0.0.0/8"
+    link_prefix: int = 24  # prefix length of subnets taken from the pool
+    allow_no_impairments: bool = False  # proceed without delay/jitter/loss when netem is missing
+    source: str | None = None  # the file this topology came from (for errors)
+    locations: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+
+    def node(self, name: str) -> Node:
+        return self.nodes[name]
+
+    def links_of(self, node: str) -> list[Link]:
+        return [link for link in self.links if node in (link.a.node, link.b.node)]
+
+    def link(self, name: str) -> Link:
+        for link in self.links:
+            if link.name == name:
+                return link
+        raise KeyError(name)

@@ -1,0 +1,196 @@
+"""The plan: everything ``up`` will do, as data, computed without Docker.
+
+A :class:`Plan` holds, per node, the container settings (image, capabilities, sysctls)
+and the commands of each configuration phase as ``ip -batch`` / ``tc -batch`` lines.
+The runtime applies exactly these lines; the trace (``commands.sh``) prints them; unit
+tests read them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from . import NODE_IMAGE
+from .model import Topology
+from .routing import NodeRouting, compute_routing, routing_commands
+from .shaping import plan_shaping, without_impairments
+
+CAPABILITIES = ("NET_ADMIN", "NET_RAW")
+#: Phases, in the order they are applied inside each node.
+PHASES = ("addresses", "routes", "mptcp", "qdiscs")
+
+
+@dataclass(frozen=True)
+class InterfacePlan:
+    name: str
+    link: str
+    address: str
+    prefixlen: int
+    peer_node: str
+    peer_interface: str
+    peer_address: str
+
+
+@dataclass
+class NodePlan:
+    name: str
+    kind: str
+    image: str
+    sysctls: dict[str, str]
+    cap_add: tuple[str, ...]
+    privileged: bool
+    interfaces: list[InterfacePlan] = field(default_factory=list)
+    #: phase -> lines; "qdiscs" lines are for ``tc -batch``, the others for ``ip -batch``.
+    phases: dict[str, list[str]] = field(default_factory=dict)
+    routing: NodeRouting = field(default_factory=NodeRouting)
+    monitor: bool = False
+
+    def ip_lines(self) -> list[str]:
+        return [line for phase in PHASES if phase != "qdiscs" for line in self.phases.get(phase, [])]
+
+    def tc_lines(self) -> list[str]:
+        return list(self.phases.get("qdiscs", []))
+
+    def interface(self, name: str) -> InterfacePlan:
+        return next(intf for intf in self.interfaces if intf.name == name)
+
+
+@dataclass(frozen=True)
+class LinkPlan:
+    name: str
+    subnet: str
+    a_node: str
+    a_interface: str
+    a_address: str
+    b_node: str
+    b_interface: str
+    b_address: str
+    needs_netem: bool
+
+
+@dataclass
+class Plan:
+    lab: str
+    topology: Topology  # resolved
+    nodes: dict[str, NodePlan]
+    links: list[LinkPlan]
+    impairments_dropped: bool = False
+
+    @property
+    def netem_links(self) -> list[str]:
+        return [link.name for link in self.links if link.needs_netem]
+
+    def trace_lines(self) -> list[tuple[str, str]]:
+        """(node, shell command) for every configuration command, in apply order."""
+        out: list[tuple[str, str]] = []
+        for node in self.nodes.values():
+            for phase in PHASES:
+                tool = "tc" if phase == "qdiscs" else "ip"
+                out += [(node.name, f"{tool} {line}") for line in node.phases.get(phase, [])]
+        return out
+
+
+def default_sysctls(kind: str, mptcp_enabled: bool) -> dict[str, str]:
+    """Per-container sysctls, set at create time (containers cannot write /proc/sys)."""
+    return {
+        "net.ipv4.ip_forward": "1" if kind == "router" else "0",
+        "net.mptcp.enabled": "1" if mptcp_enabled else "0",
+        # Loose reverse-path filtering, as mptcp.dev recommends for multihomed hosts: a
+        # packet is accepted if its source is reachable through any interface.
+        "net.ipv4.conf.all.rp_filter": "2",
+        "net.ipv4.conf.default.rp_filter": "2",
+        # Every run starts from fresh TCP state rather than cached per-destination metrics.
+        "net.ipv4.tcp_no_metrics_save": "1",
+        # Only the IPv4 addresses mptcpdock assigns carry traffic.
+        "net.ipv6.conf.all.disable_ipv6": "1",
+        "net.ipv6.conf.default.disable_ipv6": "1",
+    }
+
+
+def _interfaces(topo: Topology, node: str) -> list[InterfacePlan]:
+    out = []
+    for link in topo.links_of(node):
+        end, peer = link.end(node), link.peer(node)
+        assert link.name and link.subnet and end.interface and end.address
+        assert peer.interface and peer.address
+        out.append(InterfacePlan(
+            name=end.interface, link=link.name, address=end.address,
+            prefixlen=int(link.subnet.split("/")[1]), peer_node=peer.node,
+            peer_interface=peer.interface, peer_address=peer.address,
+        ))
+    return out
+
+
+def _address_lines(interfaces: list[InterfacePlan]) -> list[str]:
+    lines = []
+    for intf in interfaces:
+        lines.append(f"addr add {intf.address}/{intf.prefixlen} dev {intf.name}")
+        lines.append(f"link set dev {intf.name} up")
+    return lines
+
+
+def _mptcp_lines(topo: Topology, node: str, interfaces: list[InterfacePlan]) -> list[str]:
+    mptcp = topo.nodes[node].mptcp
+    if not mptcp.enabled:
+        return []
+    lines = []
+    limits = []
+    if mptcp.subflows is not None:
+        limits += ["subflows", str(mptcp.subflows)]
+    if mptcp.add_addr_accepted is not None:
+        limits += ["add_addr_accepted", str(mptcp.add_addr_accepted)]
+    if limits:
+        lines.append("mptcp limits set " + " ".join(limits))
+    addresses = {intf.name: intf.address for intf in interfaces}
+    for endpoint in mptcp.endpoints:
+        address = endpoint.address or addresses[endpoint.interface]
+        lines.append(f"mptcp endpoint add {address} dev {endpoint.interface} " + " ".join(endpoint.flags))
+    return lines
+
+
+def _qdisc_lines(topo: Topology, node: str, drop_impairments: bool) -> list[str]:
+    lines: list[str] = []
+    for link in topo.links_of(node):
+        shaping = link.shaping_from(node)
+        if drop_impairments:
+            shaping = without_impairments(shaping)
+        lines += plan_shaping(link.end(node).interface or "", shaping).commands
+    return lines
+
+
+def make_plan(topology: Topology, *, drop_impairments: bool = False) -> Plan:
+    """Plan a *validated* topology (see :func:`mptcpdock.validate.validate`)."""
+    routing = compute_routing(topology)
+    nodes: dict[str, NodePlan] = {}
+    for name, node in topology.nodes.items():
+        interfaces = _interfaces(topology, name)
+        sysctls = default_sysctls(node.kind, node.mptcp.enabled)
+        sysctls.update(node.sysctls)
+        nodes[name] = NodePlan(
+            name=name,
+            kind=node.kind,
+            image=node.image or NODE_IMAGE,
+            sysctls=sysctls,
+            cap_add=CAPABILITIES,
+            privileged=node.privileged,
+            interfaces=interfaces,
+            phases={
+                "addresses": _address_lines(interfaces),
+                "routes": routing_commands(routing[name]),
+                "mptcp": _mptcp_lines(topology, name, interfaces),
+                "qdiscs": _qdisc_lines(topology, name, drop_impairments),
+            },
+            routing=routing[name],
+            monitor=node.mptcp.monitor,
+        )
+    links = []
+    for link in topology.links:
+        assert link.name and link.subnet
+        links.append(LinkPlan(
+            name=link.name, subnet=link.subnet,
+            a_node=link.a.node, a_interface=link.a.interface or "", a_address=link.a.address or "",
+            b_node=link.b.node, b_interface=link.b.interface or "", b_address=link.b.address or "",
+            needs_netem=link.shaping_from(link.a.node).needs_netem or link.shaping_from(link.b.node).needs_netem,
+        ))
+    return Plan(lab=topology.name, topology=topology, nodes=nodes, links=links,
+                impairments_dropped=drop_impairments and any(link.needs_netem for link in links))

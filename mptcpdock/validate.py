@@ -1,0 +1,388 @@
+"""Check a topology completely and fill in every default, before anything is created.
+
+:func:`validate` returns a *resolved* copy of the topology: every link has a name, a subnet
+and per-end interface names and addresses; every flow has a name, a port and a destination
+address. Every problem raises :class:`TopologyError` naming the field and the fix.
+"""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+import re
+from collections import Counter
+
+from .errors import TopologyError
+from .model import ENDPOINT_FLAGS, PROTOCOLS, Link, Topology
+
+LAB_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,23}$")
+NODE_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,30}$")
+IFNAME_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9_-]{0,14}$")
+LINK_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
+SYSCTL_RE = re.compile(r"^net\.[a-z0-9_]+(\.[a-z0-9_-]+)+$")
+TOKEN_RE = re.compile(r"^[a-zA-Z0-9_.-]+$")
+RESERVED_IFNAMES = {"lo", "all", "default"}
+MAX_LIMIT = 8  # the kernel's MPTCP_PM_ADDR_MAX / subflow limit
+DEFAULT_PORT = 5201
+
+
+class _Checker:
+    def __init__(self, topology: Topology) -> None:
+        self.topology = topology
+
+    def fail(self, field: str, message: str, fix: str | None = None) -> TopologyError:
+        return TopologyError(message, field=field, fix=fix, source=self.topology.source,
+                             line=self._line(field))
+
+    def _line(self, field: str) -> int | None:
+        """The line of ``field`` or of its nearest parent that has one."""
+        path = field
+        while path:
+            if path in self.topology.locations:
+                return self.topology.locations[path]
+            cut = max(path.rfind("."), path.rfind("["))
+            path = path[:cut] if cut > 0 else ""
+        return None
+
+
+def validate(topology: Topology) -> Topology:
+    """Check ``topology`` and return a resolved deep copy (the input is left unchanged)."""
+    resolved = copy.deepcopy(topology)
+    resolved.locations = topology.locations
+    check = _Checker(resolved)
+    _check_top(check, resolved)
+    _check_nodes(check, resolved)
+    _resolve_links(check, resolved)
+    _check_shaping(check, resolved)
+    _check_mptcp(check, resolved)
+    _check_routes(check, resolved)
+    _resolve_flows(check, resolved)
+    return resolved
+
+
+def _check_top(check: _Checker, topo: Topology) -> None:
+    if not LAB_NAME_RE.match(topo.name):
+        raise check.fail("name", f"lab name {topo.name!r} is not usable in Docker names",
+                         "use 1-24 lower-case letters, digits, '-' or '_', starting with a letter or digit")
+    if topo.routing not in ("static", "auto"):
+        raise check.fail("routing", f"unknown routing mode {topo.routing!r}", "write 'static' or 'auto'")
+    try:
+        pool = ipaddress.IPv4Network(topo.address_pool)
+    except ValueError as exc:
+        raise check.fail("address_pool", f"{topo.address_pool!r} is not an IPv4 prefix ({exc})",
+                         "write e.g. 10.0.0.0/8") from None
+    if not 8 <= topo.link_prefix <= 31 or topo.link_prefix < pool.prefixlen:
+        raise check.fail("link_prefix", f"link_prefix {topo.link_prefix} does not fit the pool {pool}",
+                         f"use a prefix length between {pool.prefixlen} and 31, e.g. 24")
+
+
+def _check_nodes(check: _Checker, topo: Topology) -> None:
+    if not topo.nodes:
+        raise check.fail("nodes", "the topology has no nodes", "add at least two nodes")
+    lowered = Counter(name.lower() for name in topo.nodes)
+    for name, node in topo.nodes.items():
+        path = f"nodes.{name}"
+        if not NODE_NAME_RE.match(name) or len(name) < 2:
+            raise check.fail(path, f"node name {name!r} is not usable as a container or host name",
+                             "use 2-31 letters, digits, '-' or '_', starting with a letter or digit")
+        if lowered[name.lower()] > 1:
+            raise check.fail(path, f"node name {name!r} differs from another only in case",
+                             "give every node a distinct name")
+        if node.kind not in ("host", "router"):
+            raise check.fail(f"{path}.kind", f"unknown kind {node.kind!r}", "write 'host' or 'router'")
+        if node.routing not in (None, "static", "auto"):
+            raise check.fail(f"{path}.routing", f"unknown routing mode {node.routing!r}", "write 'static' or 'auto'")
+        if node.image is not None and not re.match(r"^[a-z0-9][a-z0-9_.:/@-]*$", node.image):
+            raise check.fail(f"{path}.image", f"{node.image!r} is not an image reference",
+                             "write e.g. mptcpdock/node:0.1.0")
+        for key, value in node.sysctls.items():
+            if not SYSCTL_RE.match(key):
+                raise check.fail(f"{path}.sysctls.{key}", f"sysctl {key!r} cannot be set per container",
+                                 "only net.* sysctls are namespaced; write e.g. net.ipv4.tcp_congestion_control")
+            if not TOKEN_RE.match(value):
+                raise check.fail(f"{path}.sysctls.{key}", f"value {value!r} is not a plain token",
+                                 "write a number or word such as 1 or cubic")
+
+
+def _resolve_links(check: _Checker, topo: Topology) -> None:
+    names: Counter[str] = Counter()
+    for index, link in enumerate(topo.links):
+        path = f"links[{index}]"
+        for side, end in (("0", link.a), ("1", link.b)):
+            if end.node not in topo.nodes:
+                raise check.fail(f"{path}.endpoints[{side}]", f"unknown node {end.node!r}",
+                                 "declare it under 'nodes:' or fix the spelling; nodes: " + ", ".join(topo.nodes))
+        if link.a.node == link.b.node:
+            raise check.fail(f"{path}.endpoints", f"link joins {link.a.node!r} to itself", "join two different nodes")
+        if link.name is None:
+            base = f"{link.a.node}-{link.b.node}"
+            names[base] += 1
+            link.name = base if names[base] == 1 else f"{base}-{names[base]}"
+        if not LINK_NAME_RE.match(link.name):
+            raise check.fail(f"{path}.name", f"link name {link.name!r} is not usable in Docker names",
+                             "use letters, digits, '.', '-' or '_'")
+        if link.cost < 1:
+            raise check.fail(f"{path}.cost", f"cost {link.cost} must be at least 1", "write a whole number >= 1")
+    duplicate = [name for name, count in Counter(link.name for link in topo.links).items() if count > 1]
+    if duplicate:
+        index = [link.name for link in topo.links].index(duplicate[0], 1)
+        raise check.fail(f"links[{index}].name", f"duplicate link name {duplicate[0]!r}", "give each link its own name")
+    _resolve_interfaces(check, topo)
+    _resolve_subnets(check, topo)
+
+
+def _resolve_interfaces(check: _Checker, topo: Topology) -> None:
+    taken: dict[str, set[str]] = {name: set() for name in topo.nodes}
+    for index, link in enumerate(topo.links):
+        for side, end in (("0", link.a), ("1", link.b)):
+            if end.interface is None:
+                continue
+            field = f"links[{index}].endpoints[{side}]"
+            if not IFNAME_RE.match(end.interface) or end.interface in RESERVED_IFNAMES:
+                raise check.fail(field, f"interface name {end.interface!r} is not valid for ip",
+                                 "use 1-15 letters, digits, '-' or '_', starting with a letter")
+            if end.interface in taken[end.node]:
+                raise check.fail(field, f"node {end.node!r} already has an interface {end.interface!r}",
+                                 "give each interface of a node its own name")
+            taken[end.node].add(end.interface)
+    counters = {name: 0 for name in topo.nodes}
+    for link in topo.links:
+        for end in (link.a, link.b):
+            if end.interface is None:
+                while f"eth{counters[end.node]}" in taken[end.node]:
+                    counters[end.node] += 1
+                end.interface = f"eth{counters[end.node]}"
+                taken[end.node].add(end.interface)
+
+
+def _resolve_subnets(check: _Checker, topo: Topology) -> None:
+    explicit: list[tuple[int, ipaddress.IPv4Network]] = []
+    for index, link in enumerate(topo.links):
+        if link.subnet is None:
+            continue
+        field = f"links[{index}].subnet"
+        try:
+            subnet = ipaddress.IPv4Network(link.subnet, strict=True)
+        except ValueError as exc:
+            raise check.fail(field, f"{link.subnet!r} is not an IPv4 subnet ({exc})",
+                             "write a network address with its prefix, e.g. 10.0.1.0/24") from None
+        if subnet.prefixlen > 31:
+            raise check.fail(field, f"subnet {subnet} has room for fewer than two hosts",
+                             "use a /31 or a shorter prefix such as /30 or /24")
+        for other_index, other in explicit:
+            if subnet.overlaps(other):
+                raise check.fail(field, f"subnet {subnet} overlaps links[{other_index}]'s {other}",
+                                 "give every link a subnet of its own")
+        explicit.append((index, subnet))
+        link.subnet = str(subnet)
+    pool = ipaddress.IPv4Network(topo.address_pool)
+    blocks = pool.subnets(new_prefix=topo.link_prefix)
+    for index, link in enumerate(topo.links):
+        if link.subnet is None:
+            for block in blocks:
+                if not any(block.overlaps(used) for _, used in explicit):
+                    link.subnet = str(block)
+                    explicit.append((index, block))
+                    break
+            else:
+                raise check.fail("address_pool", f"pool {pool} has no free /{topo.link_prefix} for link {link.name!r}",
+                                 "use a larger address_pool or a longer link_prefix")
+        _resolve_addresses(check, link, index)
+
+
+def _host_addresses(subnet: ipaddress.IPv4Network) -> list[ipaddress.IPv4Address]:
+    if subnet.prefixlen == 31:
+        return [subnet.network_address, subnet.broadcast_address]
+    return [subnet.network_address + 1, subnet.network_address + 2]
+
+
+def _resolve_addresses(check: _Checker, link: Link, index: int) -> None:
+    subnet = ipaddress.IPv4Network(link.subnet or "")
+    used: set[ipaddress.IPv4Address] = set()
+    for side, end in (("0", link.a), ("1", link.b)):
+        if end.address is None:
+            continue
+        field = f"links[{index}].endpoints[{side}].address"
+        try:
+            address = ipaddress.IPv4Address(end.address.split("/")[0])
+        except ValueError:
+            raise check.fail(field, f"{end.address!r} is not an IPv4 address", "write e.g. 10.0.1.1") from None
+        if address not in subnet or (subnet.prefixlen < 31 and address in (subnet.network_address, subnet.broadcast_address)):
+            raise check.fail(field, f"{address} is not a host address of the link's subnet {subnet}",
+                             f"pick an address inside {subnet}")
+        if address in used:
+            raise check.fail(field, f"both ends of the link have address {address}", "give each end its own address")
+        used.add(address)
+        end.address = str(address)
+    candidates = [addr for addr in subnet.hosts()] if subnet.prefixlen < 31 else _host_addresses(subnet)
+    free = (addr for addr in candidates if addr not in used)
+    for end in (link.a, link.b):
+        if end.address is None:
+            end.address = str(next(free))
+
+
+def _check_shaping(check: _Checker, topo: Topology) -> None:
+    for index, link in enumerate(topo.links):
+        for node in (link.a.node, link.b.node):
+            shaping = link.shaping_from(node)
+            field = f"links[{index}]" if node not in link.egress else f"links[{index}].egress.{node}"
+            if shaping.queue is not None and not 1 <= shaping.queue <= 100_000:
+                raise check.fail(f"{field}.queue", f"queue limit {shaping.queue} is out of range",
+                                 "write a number of packets between 1 and 100000")
+            if shaping.jitter and not shaping.delay:
+                raise check.fail(f"{field}.jitter", "jitter without delay", "give a delay at least as large as the jitter")
+            if shaping.rate is not None and shaping.rate > 100 * 10**9:
+                raise check.fail(f"{field}.rate", "rate above 100gbit", "write a rate a veth can carry")
+
+
+def _interfaces(topo: Topology, node: str) -> dict[str, str]:
+    """interface name -> address, for one node."""
+    out: dict[str, str] = {}
+    for link in topo.links_of(node):
+        end = link.end(node)
+        assert end.interface and end.address
+        out[end.interface] = end.address
+    return out
+
+
+def _check_mptcp(check: _Checker, topo: Topology) -> None:
+    for name, node in topo.nodes.items():
+        path = f"nodes.{name}.mptcp"
+        for key in ("subflows", "add_addr_accepted"):
+            value = getattr(node.mptcp, key)
+            if value is not None and not 0 <= value <= MAX_LIMIT:
+                raise check.fail(f"{path}.limits.{key}", f"{key} {value} is outside the kernel's range 0..{MAX_LIMIT}",
+                                 f"write a number from 0 to {MAX_LIMIT}")
+        interfaces = _interfaces(topo, name)
+        seen: set[str] = set()
+        for index, endpoint in enumerate(node.mptcp.endpoints):
+            field = f"{path}.endpoints[{index}]"
+            if endpoint.interface not in interfaces:
+                raise check.fail(field, f"node {name!r} has no interface {endpoint.interface!r}",
+                                 "use one of: " + (", ".join(interfaces) or "(no interfaces: add a link)"))
+            for flag in endpoint.flags:
+                if flag not in ENDPOINT_FLAGS:
+                    raise check.fail(f"{field}.flags", f"unknown endpoint flag {flag!r}",
+                                     "use signal, subflow, backup and/or fullmesh")
+            if "signal" in endpoint.flags and "fullmesh" in endpoint.flags:
+                raise check.fail(f"{field}.flags", "the kernel rejects signal together with fullmesh",
+                                 "use [signal] or [subflow, fullmesh]")
+            address = endpoint.address or interfaces[endpoint.interface]
+            try:
+                ipaddress.IPv4Address(address)
+            except ValueError:
+                raise check.fail(f"{field}.address", f"{address!r} is not an IPv4 address", "write e.g. 10.0.1.1") from None
+            if endpoint.address and endpoint.address != interfaces[endpoint.interface]:
+                raise check.fail(f"{field}.address", f"{endpoint.address} is not the address of {endpoint.interface}",
+                                 f"omit it or write {interfaces[endpoint.interface]}")
+            if address in seen:
+                raise check.fail(field, f"two endpoints for address {address}", "give each address one endpoint")
+            seen.add(address)
+            if not node.mptcp.enabled:
+                raise check.fail(field, f"node {name!r} has MPTCP disabled but declares endpoints",
+                                 "remove the endpoints or enable MPTCP")
+
+
+def _check_routes(check: _Checker, topo: Topology) -> None:
+    link_names = {link.name for link in topo.links}
+    for name, node in topo.nodes.items():
+        interfaces = _interfaces(topo, name)
+        subnets = [ipaddress.IPv4Network(link.subnet or "") for link in topo.links_of(name)]
+        for index, route in enumerate(node.routes):
+            field = f"nodes.{name}.routes[{index}]"
+            if route.to != "default":
+                try:
+                    ipaddress.IPv4Network(route.to, strict=False)
+                except ValueError:
+                    raise check.fail(f"{field}.to", f"{route.to!r} is not a destination",
+                                     "write 'default', an address or a prefix such as 10.0.1.0/24") from None
+            given = [key for key in ("via", "dev", "link") if getattr(route, key)]
+            if len(given) != 1 and not (set(given) == {"via", "dev"}):
+                raise check.fail(field, "a route needs exactly one of via, dev or link (or via with dev)",
+                                 "write e.g. 'via: 10.0.0.2', 'dev: eth0' or 'link: h1-r1'")
+            if route.dev and route.dev not in interfaces:
+                raise check.fail(f"{field}.dev", f"node {name!r} has no interface {route.dev!r}",
+                                 "use one of: " + ", ".join(interfaces))
+            if route.link:
+                if route.link not in link_names:
+                    raise check.fail(f"{field}.link", f"unknown link {route.link!r}", "use one of: " + ", ".join(sorted(link_names)))  # type: ignore[arg-type]
+                if name not in (topo.link(route.link).a.node, topo.link(route.link).b.node):
+                    raise check.fail(f"{field}.link", f"link {route.link!r} does not touch {name!r}",
+                                     "route through one of this node's own links")
+            if route.via:
+                try:
+                    via = ipaddress.IPv4Address(route.via)
+                except ValueError:
+                    raise check.fail(f"{field}.via", f"{route.via!r} is not an IPv4 address", "write e.g. 10.0.0.2") from None
+                if not any(via in subnet for subnet in subnets):
+                    raise check.fail(f"{field}.via", f"next hop {via} is not on any of {name!r}'s links",
+                                     "use the address of a directly connected neighbour")
+            if route.metric is not None and not 0 <= route.metric <= 65535:
+                raise check.fail(f"{field}.metric", f"metric {route.metric} out of range", "write 0..65535")
+
+
+def _resolve_flows(check: _Checker, topo: Topology) -> None:
+    names: Counter[str] = Counter()
+    ports: dict[tuple[str, int], str] = {}
+    next_port: dict[str, int] = {}
+    for index, flow in enumerate(topo.flows):
+        path = f"flows[{index}]"
+        for key in ("src", "dst"):
+            if getattr(flow, key) not in topo.nodes:
+                raise check.fail(f"{path}.{key}", f"unknown node {getattr(flow, key)!r}",
+                                 "use one of: " + ", ".join(topo.nodes))
+        if flow.src == flow.dst:
+            raise check.fail(path, "a flow from a node to itself", "pick two different nodes")
+        if flow.protocol not in PROTOCOLS:
+            raise check.fail(f"{path}.protocol", f"unknown protocol {flow.protocol!r}", "write mptcp or tcp")
+        if flow.tool != "iperf3":
+            raise check.fail(f"{path}.tool", f"unknown tool {flow.tool!r}", "write iperf3")
+        if flow.protocol == "mptcp":
+            for key in ("src", "dst"):
+                if not topo.nodes[getattr(flow, key)].mptcp.enabled:
+                    raise check.fail(f"{path}.protocol", f"MPTCP flow but node {getattr(flow, key)!r} has MPTCP disabled",
+                                     "enable MPTCP on that node or use protocol: tcp")
+        if flow.streams < 1 or flow.streams > 128:
+            raise check.fail(f"{path}.streams", f"{flow.streams} streams", "write 1..128")
+        if flow.duration <= 0:
+            raise check.fail(f"{path}.duration", "duration must be positive", "write e.g. duration: 10")
+        if flow.congestion is not None and not TOKEN_RE.match(flow.congestion):
+            raise check.fail(f"{path}.congestion", f"{flow.congestion!r} is not an algorithm name", "write e.g. cubic")
+        dst_addresses = set(_interfaces(topo, flow.dst).values())
+        src_addresses = set(_interfaces(topo, flow.src).values())
+        if not dst_addresses or not src_addresses:
+            raise check.fail(path, "an end of the flow has no links", "connect both nodes")
+        if flow.dst_address is None:
+            flow.dst_address = next(iter(_interfaces(topo, flow.dst).values()))
+        elif flow.dst_address not in dst_addresses:
+            raise check.fail(f"{path}.dst_address", f"{flow.dst_address!r} is not an address of {flow.dst!r}",
+                             "use one of: " + ", ".join(sorted(dst_addresses)))
+        if flow.src_address is not None and flow.src_address not in src_addresses:
+            raise check.fail(f"{path}.src_address", f"{flow.src_address!r} is not an address of {flow.src!r}",
+                             "use one of: " + ", ".join(sorted(src_addresses)))
+        if flow.name is None:
+            base = f"{flow.src}-{flow.dst}"
+            names[base] += 1
+            flow.name = base if names[base] == 1 else f"{base}-{names[base]}"
+        if not LINK_NAME_RE.match(flow.name):
+            raise check.fail(f"{path}.name", f"flow name {flow.name!r} is not a plain name", "use letters, digits, '.', '-' or '_'")
+        if flow.port is None:
+            port = next_port.get(flow.dst, DEFAULT_PORT)
+            while (flow.dst, port) in ports:
+                port += 1
+            flow.port = port
+            next_port[flow.dst] = port + 1
+        if not 1024 <= flow.port <= 65535:
+            raise check.fail(f"{path}.port", f"port {flow.port} out of range", "use 1024..65535")
+        if (flow.dst, flow.port) in ports:
+            raise check.fail(f"{path}.port", f"port {flow.port} on {flow.dst!r} is already used by flow {ports[(flow.dst, flow.port)]!r}",
+                             "give each flow to the same node its own port")
+        ports[(flow.dst, flow.port)] = flow.name
+    duplicate = [name for name, count in Counter(f.name for f in topo.flows).items() if count > 1]
+    if duplicate:
+        raise check.fail("flows", f"duplicate flow name {duplicate[0]!r}", "give each flow its own name")
+
+
+def node_addresses(topo: Topology, node: str) -> dict[str, str]:
+    """interface -> address of a resolved topology's node."""
+    return _interfaces(topo, node)
