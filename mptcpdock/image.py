@@ -15,6 +15,7 @@ an editable install (``pip install -e .``). A regular wheel does not carry ``ima
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -26,7 +27,7 @@ from typing import Any, Literal
 
 import docker
 from docker import DockerClient
-from docker.errors import APIError, DockerException, ImageNotFound
+from docker.errors import DockerException, ImageNotFound
 from docker.models.images import Image
 from docker.utils import parse_repository_tag
 
@@ -45,6 +46,7 @@ Log = Callable[[str], None]
 CreateBase = Literal["auto", "always", "never"]
 
 _CHUNK = 1 << 20
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _LOG_TAIL = 25
 
 # What the official debian:bookworm-slim image configures, so that a locally made base
@@ -154,7 +156,7 @@ def bootstrap_rootfs(target: Path, suite: str = SUITE, mirror: str = MIRROR, log
     """Debootstrap a minbase ``suite`` into ``target``, slim it down and stamp it complete."""
     _check_can_debootstrap()
     _prepare_target(target)
-    log(f"debootstrap --variant=minbase {suite} {target} (takes about a minute)")
+    log(f"debootstrap --variant=minbase {suite} {target} (about half a minute)")
     _run_logged(["debootstrap", "--variant=minbase", suite, str(target), mirror], log)
     _configure_rootfs(target)
     stamp = f"{suite} {mirror} {datetime.now(timezone.utc).isoformat(timespec='seconds')}\n"
@@ -225,7 +227,7 @@ def _import_rootfs(client: DockerClient, rootfs: Path, name: str, log: Log) -> s
     image = _get_image(client, name)
     if image is None:
         raise ImageError(f"docker import reported success but {name} is missing")
-    return image.id
+    return str(image.id)
 
 
 def _remove_quietly(client: DockerClient, name: str) -> None:
@@ -309,9 +311,9 @@ def _follow_build(output: Iterator[dict[str, Any]], tag: str, log: Log) -> None:
     tail: deque[str] = deque(maxlen=_LOG_TAIL)
     for item in output:
         if "error" in item:
-            tail.append(item["error"].rstrip())
+            tail.append(_ANSI.sub("", item["error"]).rstrip())
             raise ImageError(f"building {tag} failed; last build output:\n" + "\n".join(tail))
-        for line in item.get("stream", "").splitlines():
+        for line in _ANSI.sub("", item.get("stream", "")).splitlines():
             if line.strip():
                 tail.append(line)
                 log(line)
@@ -327,18 +329,19 @@ def ensure_node_image(client: DockerClient | None = None, tag: str = NODE_IMAGE,
 def save_image(client: DockerClient | None, tag: str, path: str | os.PathLike[str]) -> Path:
     """Write image ``tag`` to the tarball ``path`` (like ``docker save -o PATH TAG``)."""
     client = _client(client)
-    image = _get_image(client, tag)
-    if image is None:
+    if _get_image(client, tag) is None:
         raise ImageError(f"cannot save {tag}: no such image (fix: `mptcpdock image build`)")
     target = Path(path)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as out:
-            for chunk in image.save(named=True):
+            for chunk in client.api.get_image(tag, chunk_size=_CHUNK):
                 out.write(chunk)
         os.replace(tmp_name, target)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp_name).unlink(missing_ok=True)
+        if isinstance(exc, DockerException):
+            raise ImageError(f"cannot save {tag}: {_first_line(exc)}") from exc
         raise
     return target
 

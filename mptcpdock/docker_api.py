@@ -1,0 +1,221 @@
+"""Thin, typed wrappers over the Docker SDK's low-level API: the only module that talks
+to the engine for containers, networks and execs.
+
+Everything here is labelled (:data:`LABEL_LAB` and friends) so that a lab can always be
+found and removed from Docker alone, even after a crash.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import docker
+from docker.errors import APIError, DockerException, NotFound
+
+from .errors import MptcpdockError, RuntimeFailure
+
+LABEL_LAB = "io.mptcpdock.lab"
+LABEL_NODE = "io.mptcpdock.node"
+LABEL_LINK = "io.mptcpdock.link"
+LABEL_ROLE = "io.mptcpdock.role"  # node | link | probe
+#: Carrier subnets: the addresses Docker's IPAM hands out. mptcpdock removes them from the
+#: interfaces right after start (see runtime), so they never carry traffic; they only keep
+#: Docker's bookkeeping apart from the link subnets users choose (which may repeat across labs).
+CARRIER_POOL = ipaddress.IPv4Network("100.64.0.0/10")
+CARRIER_PREFIX = 29  # Docker reserves .1 as gateway; /29 leaves room for the two ends
+
+
+class DockerUnavailable(MptcpdockError):
+    """The Docker engine cannot be reached."""
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+_client_lock = threading.Lock()
+_client: docker.DockerClient | None = None
+
+
+def client() -> docker.DockerClient:
+    """One shared client with a connection pool large enough for our worker threads."""
+    global _client
+    with _client_lock:
+        if _client is None:
+            try:
+                _client = docker.from_env(max_pool_size=64, timeout=120)
+                _client.api.ping()
+            except DockerException as exc:
+                _client = None
+                raise DockerUnavailable(
+                    f"cannot reach the Docker engine ({first_line(exc)}); start dockerd "
+                    "(sudo dockerd &, or scripts/bootstrap.sh), or set DOCKER_HOST"
+                ) from None
+        return _client
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "explanation", None) or exc)
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+
+
+def used_subnets() -> set[ipaddress.IPv4Network]:
+    out: set[ipaddress.IPv4Network] = set()
+    for network in client().api.networks():
+        for config in (network.get("IPAM") or {}).get("Config") or []:
+            try:
+                out.add(ipaddress.IPv4Network(config.get("Subnet", ""), strict=False))
+            except ValueError:
+                continue
+    return out
+
+
+def free_carrier_subnets(count: int) -> list[ipaddress.IPv4Network]:
+    used = [net for net in used_subnets() if net.overlaps(CARRIER_POOL)]
+    out: list[ipaddress.IPv4Network] = []
+    for block in CARRIER_POOL.subnets(new_prefix=CARRIER_PREFIX):
+        if len(out) == count:
+            break
+        if not any(block.overlaps(net) for net in used):
+            out.append(block)
+    if len(out) < count:
+        raise RuntimeFailure(f"no free carrier subnets left in {CARRIER_POOL} for {count} links")
+    return out
+
+
+def create_network(name: str, bridge: str, subnet: ipaddress.IPv4Network, labels: dict[str, str]) -> str:
+    """A bridge with no host address, no masquerade and no gateway route into the host."""
+    api = client().api
+    ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=str(subnet))])
+    result = api.create_network(
+        name,
+        driver="bridge",
+        ipam=ipam,
+        labels=labels,
+        check_duplicate=True,
+        options={
+            "com.docker.network.bridge.name": bridge,
+            "com.docker.network.bridge.inhibit_ipv4": "true",
+            "com.docker.network.bridge.enable_ip_masquerade": "false",
+            "com.docker.network.bridge.enable_icc": "true",
+        },
+    )
+    return str(result["Id"])
+
+
+def create_container(
+    *,
+    name: str,
+    hostname: str,
+    image: str,
+    labels: dict[str, str],
+    cap_add: Iterable[str],
+    sysctls: dict[str, str],
+    privileged: bool,
+    networks: list[tuple[str, str]],
+) -> str:
+    """Create (not start) a container attached to ``networks`` [(network, address)]."""
+    api = client().api
+    first = networks[0] if networks else None
+    host_config = api.create_host_config(
+        cap_add=list(cap_add),
+        sysctls=dict(sysctls),
+        privileged=privileged,
+        init=True,
+        network_mode=first[0] if first else "none",
+    )
+    networking = None
+    if first:
+        networking = api.create_networking_config({first[0]: api.create_endpoint_config(ipv4_address=first[1])})
+    container = api.create_container(
+        image,
+        command=["sleep", "infinity"],
+        name=name,
+        hostname=hostname,
+        labels=labels,
+        host_config=host_config,
+        networking_config=networking,
+        detach=True,
+    )
+    cid = str(container["Id"])
+    for network, address in networks[1:]:
+        api.connect_container_to_network(cid, network, ipv4_address=address)
+    return cid
+
+
+def start_container(cid: str) -> None:
+    client().api.start(cid)
+
+
+def run_exec(container: str, argv: list[str], *, user: str = "") -> ExecResult:
+    """Run ``argv`` in a container and wait for it (no shell involved)."""
+    api = client().api
+    exec_id = api.exec_create(container, argv, stdout=True, stderr=True, user=user)["Id"]
+    stdout, stderr = api.exec_start(exec_id, demux=True)
+    code = api.exec_inspect(exec_id).get("ExitCode")
+    return ExecResult(
+        exit_code=-1 if code is None else int(code),
+        stdout=(stdout or b"").decode(errors="replace"),
+        stderr=(stderr or b"").decode(errors="replace"),
+    )
+
+
+def start_exec_detached(container: str, argv: list[str]) -> str:
+    """Start ``argv`` in a container in the background; returns the exec id."""
+    api = client().api
+    exec_id = str(api.exec_create(container, argv, stdout=False, stderr=False)["Id"])
+    api.exec_start(exec_id, detach=True)
+    return exec_id
+
+
+def exec_running(exec_id: str) -> bool:
+    return bool(client().api.exec_inspect(exec_id).get("Running"))
+
+
+def exec_exit_code(exec_id: str) -> int | None:
+    return client().api.exec_inspect(exec_id).get("ExitCode")
+
+
+def lab_containers(lab: str | None = None) -> list[dict[str, Any]]:
+    label = f"{LABEL_LAB}={lab}" if lab else LABEL_LAB
+    return client().api.containers(all=True, filters={"label": label})
+
+
+def lab_networks(lab: str | None = None) -> list[dict[str, Any]]:
+    label = f"{LABEL_LAB}={lab}" if lab else LABEL_LAB
+    return client().api.networks(filters={"label": label})
+
+
+def remove_container(cid: str) -> None:
+    try:
+        client().api.remove_container(cid, force=True, v=True)
+    except NotFound:
+        pass
+    except APIError as exc:
+        if exc.status_code != 404 and "already in progress" not in str(exc):
+            raise
+
+
+def remove_network(nid: str) -> None:
+    try:
+        client().api.remove_network(nid)
+    except NotFound:
+        pass
+
+
+def image_exists(image: str) -> bool:
+    try:
+        client().api.inspect_image(image)
+        return True
+    except NotFound:
+        return False
+
+
+def engine_info() -> dict[str, Any]:
+    return client().api.info()

@@ -1,0 +1,124 @@
+"""The lab life cycle as one API, shared by the CLI, the Python API and the NeST layer:
+load -> validate -> plan -> apply, and back down again."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tabulate import tabulate
+
+from . import docker_api, runtime
+from .errors import LabNotFound
+from .loader import load_topology
+from .model import Topology
+from .plan import Plan, make_plan
+from .runtime import Progress, UpResult
+from .shaping import plan_shaping, without_impairments
+from .state import LabState, known_labs, load_state, state_dir
+from .units import format_rate, format_time_us
+from .validate import validate
+
+
+def prepare(topology: Topology) -> Plan:
+    """Validate and plan (pure): everything that can be checked before Docker is touched."""
+    return make_plan(validate(topology))
+
+
+def trace_path(lab: str) -> Path:
+    return state_dir() / "labs" / f"{lab}.commands.sh"
+
+
+def bring_up(topology: Topology, *, allow_no_impairments: bool = False,
+             progress: Progress = lambda _: None) -> UpResult:
+    plan = prepare(topology)
+    image = {}
+    try:
+        from .image import image_info  # the node image's labels and digest, for the record
+        image = image_info(None, next(iter(plan.nodes.values())).image)
+    except Exception:  # noqa: BLE001 - recording is best effort; preflight reports a missing image
+        image = {}
+    result = runtime.up(plan, allow_no_impairments=allow_no_impairments, progress=progress, image_info=image)
+    path = trace_path(plan.lab)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    result.trace.write(path)
+    return result
+
+
+def tear_down(target: str | None, progress: Progress = lambda _: None) -> tuple[str, int, int]:
+    """``target`` is a lab name, a topology file, or None for the only lab that is up."""
+    lab = resolve_lab(target, must_run=False)
+    containers, networks = runtime.down(lab, progress)
+    trace_path(lab).unlink(missing_ok=True)
+    return lab, containers, networks
+
+
+def resolve_lab(target: str | None, *, must_run: bool = True) -> str:
+    if target and (target.endswith((".yaml", ".yml")) or Path(target).is_file()):
+        return load_topology(target).name
+    if target:
+        return target
+    labs = sorted(set(known_labs()) | set(runtime.running_labs()))
+    if len(labs) == 1:
+        return labs[0]
+    if not labs:
+        raise LabNotFound("no lab is up; run 'mptcpdock up TOPOLOGY.yaml'")
+    raise LabNotFound("several labs are up (" + ", ".join(labs) + "); name one")
+
+
+def current_state(target: str | None) -> LabState:
+    return load_state(resolve_lab(target))
+
+
+def interface_table(plan_or_state: Plan | LabState) -> str:
+    """node, interface, address, link, peer, shaping: the table ``up`` ends with."""
+    if isinstance(plan_or_state, LabState):
+        topology = plan_or_state.topology()
+        dropped = plan_or_state.impairments_dropped
+    else:
+        topology, dropped = plan_or_state.topology, plan_or_state.impairments_dropped
+    rows = []
+    for name in topology.nodes:
+        for link in topology.links_of(name):
+            end, peer = link.end(name), link.peer(name)
+            shaping = link.shaping_from(name)
+            applied = without_impairments(shaping) if dropped else shaping
+            rows.append([name, end.interface, f"{end.address}/{link.subnet.split('/')[1] if link.subnet else '?'}",
+                         link.name, f"{peer.node}:{peer.interface}", describe_shaping(applied, shaping)])
+    return tabulate(rows, headers=["node", "interface", "address", "link", "peer", "egress shaping"])
+
+
+def describe_shaping(applied, asked) -> str:
+    parts = []
+    if applied.rate:
+        parts.append(format_rate(applied.rate))
+    for key in ("delay", "jitter"):
+        if getattr(asked, key):
+            text = format_time_us(getattr(asked, key))
+            parts.append(f"{key} {text}" if getattr(applied, key) else f"{key} {text} DROPPED")
+    if asked.loss:
+        parts.append(f"loss {asked.loss:g}%" + ("" if applied.loss else " DROPPED"))
+    queue = plan_shaping("x", applied).queue
+    if queue:
+        parts.append(f"queue {queue}p")
+    return ", ".join(parts) or "-"
+
+
+def status_rows() -> list[list[object]]:
+    rows = []
+    running = runtime.running_labs()
+    for lab in sorted(set(known_labs()) | set(running)):
+        try:
+            state = load_state(lab)
+            source, nodes, links = state.source or "-", len(state.nodes), len(state.networks)
+            note = "impairments dropped" if state.impairments_dropped else ""
+        except LabNotFound:
+            source, nodes, links, note = "-", running.get(lab, 0), "?", "no state file (crashed up?)"
+        containers = running.get(lab, 0)
+        if containers == 0:
+            note = (note + "; " if note else "") + "no containers (stale state)"
+        rows.append([lab, source, nodes, links, containers, note])
+    return rows
+
+
+def docker_reachable() -> None:
+    docker_api.client()
