@@ -208,21 +208,26 @@ def _remove_path(path: Path) -> None:
 
 
 def _import_rootfs(client: DockerClient, rootfs: Path, name: str, log: Log) -> str:
+    """Stream ``tar -C ROOTFS -c .`` into the engine's image import, tagged ``name``."""
     repository, tag = parse_repository_tag(name)
     log(f"importing {rootfs} as {name}")
     tar_cmd = ["tar", "-C", str(rootfs), "--numeric-owner", "--xattrs", f"--exclude=./{STAMP_NAME}", "-c", "."]
-    with tempfile.TemporaryFile() as errors, subprocess.Popen(tar_cmd, stdout=subprocess.PIPE, stderr=errors) as tar:
-        assert tar.stdout is not None
-        try:
-            client.api.import_image(
-                src=_chunks(tar.stdout), repository=repository, tag=tag or "latest", changes=_IMPORT_CHANGES
-            )
-        except DockerException as exc:
-            tar.kill()
-            raise ImageError(f"docker import of {rootfs} as {name} failed: {_first_line(exc)}") from exc
-        if tar.wait() != 0:
-            errors.seek(0)
+    with tempfile.TemporaryFile() as errors:
+        with subprocess.Popen(tar_cmd, stdout=subprocess.PIPE, stderr=errors) as tar:
+            assert tar.stdout is not None
+            try:
+                client.api.import_image(
+                    src=_chunks(tar.stdout),
+                    repository=repository,
+                    tag=tag or "latest",
+                    changes=_IMPORT_CHANGES,
+                )
+            except DockerException as exc:
+                tar.kill()
+                raise ImageError(f"docker import of {rootfs} as {name} failed: {_first_line(exc)}") from exc
+        if tar.returncode != 0:
             _remove_quietly(client, name)
+            errors.seek(0)
             raise ImageError(f"tar of {rootfs} failed: {errors.read().decode(errors='replace').strip()}")
     image = _get_image(client, name)
     if image is None:
@@ -256,9 +261,9 @@ def _run_logged(cmd: list[str], log: Log) -> None:
 
 
 def _ensure_base(client: DockerClient, base: str, create_base: CreateBase, log: Log) -> None:
-    """Make sure ``base`` exists: pull it unless create_base is "always", else create it.
+    """Make sure the base image exists, getting it as ``create_base`` says when it is missing.
 
-    ``auto``: pull, and create locally if that fails. ``always``: create locally without
+    ``auto``: pull, and create it locally if that fails. ``always``: create it locally without
     trying a registry. ``never``: pull only. An existing base image is always kept.
     """
     if create_base not in ("auto", "always", "never"):
@@ -363,13 +368,14 @@ def image_info(client: DockerClient | None, tag: str) -> dict[str, Any]:
         raise ImageError(f"no image {tag}")
     labels = image.labels or {}
     digests = image.attrs.get("RepoDigests") or []
+    packages = {k.removeprefix(PKG_LABEL_PREFIX): v for k, v in labels.items() if k.startswith(PKG_LABEL_PREFIX)}
     return {
         "tag": tag,
         "id": image.id,
-        "digest": digests[0] if digests else image.id,
+        "digest": digests[0] if digests else image.id,  # a local build has no registry digest
         "created": image.attrs.get("Created"),
         "labels": labels,
-        "packages": {k[len(PKG_LABEL_PREFIX):]: v for k, v in labels.items() if k.startswith(PKG_LABEL_PREFIX)},
+        "packages": packages,
     }
 
 

@@ -111,3 +111,10 @@ def compute_routing(topo: Topology) -> dict[str, NodeRouting]:
 def routing_commands(routing: NodeRouting) -> list[str]:
     """``ip -batch`` lines: rules first, then routes (main table, then per-source tables)."""
     return [rule.ip_args() for rule in routing.rules] + [route.ip_args() for route in routing.routes]
+
+
+def path_warnings(topology: Topology, src: str, dst: str) -> list[str]:
+    """Routing reasons why MPTCP subflows between ``src`` and ``dst`` may fail: a signalled
+    address with no return path from the peer, an endpoint interface with no route to the
+    peer's addresses. Used by the checklist. (To be completed with routing: auto.)"""
+    return []
