@@ -1,0 +1,113 @@
+"""Real-Docker tests of the node image: it builds, records its pins, runs the tools, round-trips."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+from docker import DockerClient
+from docker.models.containers import Container
+from docker.models.images import Image
+
+from mptcpdock import NODE_IMAGE, __version__
+from mptcpdock import image as im
+
+PINNED = ("iproute2", "iperf3", "mptcpize", "iptables", "ethtool", "procps", "iputils-ping", "tcpdump")
+ROUNDTRIP_TAG = "mptcpdock/node-roundtrip:test"
+
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[DockerClient]:
+    c = docker.from_env()
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="module")
+def node_image(client: DockerClient) -> Image:
+    return im.ensure_node_image(client, NODE_IMAGE)
+
+
+@pytest.fixture(scope="module")
+def node(client: DockerClient, node_image: Image) -> Iterator[Container]:
+    container = client.containers.run(
+        NODE_IMAGE,
+        detach=True,
+        init=True,
+        auto_remove=True,
+        network_mode="none",
+        cap_add=["NET_ADMIN"],
+        sysctls={"net.mptcp.enabled": "1"},
+        labels={"io.mptcpdock.test": "test_image"},
+    )
+    yield container
+    container.kill()
+
+
+def run_in(node: Container, *cmd: str) -> str:
+    result = node.exec_run(list(cmd))
+    assert isinstance(result.output, bytes)
+    output = result.output.decode(errors="replace")
+    assert result.exit_code == 0, f"{cmd} exited {result.exit_code}: {output}"
+    return output
+
+
+def test_node_image_exists_after_ensure(client: DockerClient, node_image: Image) -> None:
+    assert client.images.get(NODE_IMAGE).id == node_image.id
+    assert im.ensure_node_image(client, NODE_IMAGE).id == node_image.id  # present: no rebuild
+    assert node_image.labels[im.NODE_LABEL] == "1"
+    assert node_image.labels["org.opencontainers.image.version"] == __version__
+    assert node_image.labels["org.opencontainers.image.source"]
+
+
+def test_labels_record_the_installed_pinned_versions(client: DockerClient, node: Container) -> None:
+    info = im.image_info(client, NODE_IMAGE)
+    assert info["id"].startswith("sha256:")
+    assert info["digest"]
+    assert set(info["packages"]) == set(PINNED)
+    listing = run_in(node, "dpkg-query", "-W", "-f", "${Package} ${Version}\\n", *PINNED)
+    installed = dict(line.split(" ", 1) for line in listing.splitlines())
+    assert installed == info["packages"]
+
+
+TOOL_CHECKS = [
+    (("ip", "-V"), "iproute2"),
+    (("tc", "-V"), "iproute2"),
+    (("iperf3", "--version"), "iperf 3"),
+    (("mptcpize", "--help"), "mptcpize"),
+    (("sysctl", "-n", "net.mptcp.enabled"), "1"),
+    (("ethtool", "--version"), "ethtool"),
+    (("tcpdump", "--version"), "tcpdump"),
+    (("iptables", "-S"), "-P INPUT"),
+]
+
+
+@pytest.mark.parametrize(("cmd", "expected"), [pytest.param(c, e, id=" ".join(c)) for c, e in TOOL_CHECKS])
+def test_node_tools_run(node: Container, cmd: tuple[str, ...], expected: str) -> None:
+    assert expected in run_in(node, *cmd)
+
+
+def test_save_load_round_trip(client: DockerClient, node_image: Image, tmp_path: Path) -> None:
+    node_image.tag(ROUNDTRIP_TAG)
+    try:
+        tarball = im.save_image(client, ROUNDTRIP_TAG, tmp_path / "node.tar")
+        with tarfile.open(tarball) as archive:
+            manifest = json.load(archive.extractfile("manifest.json"))  # type: ignore[arg-type]
+        assert manifest[0]["RepoTags"] == [ROUNDTRIP_TAG]
+        client.images.remove(ROUNDTRIP_TAG)
+        with pytest.raises(docker.errors.ImageNotFound):
+            client.images.get(ROUNDTRIP_TAG)
+        loaded = im.load_image(client, tarball)
+        assert [image.id for image in loaded] == [node_image.id]
+        assert client.images.get(ROUNDTRIP_TAG).id == node_image.id
+    finally:
+        try:
+            client.images.remove(ROUNDTRIP_TAG)
+        except docker.errors.ImageNotFound:
+            pass
