@@ -112,6 +112,9 @@ def exec_(lab_name: str | None, node: str, command: tuple[str, ...]) -> None:
     """Run COMMAND in NODE (a shell when no command is given)."""
     state = lab_api.current_state(lab_name)
     container = state.container(node)
+    _warn(state)  # on stderr: the command's own output stays clean
+    if command[:1] == ("--",):  # 'exec NODE -- CMD': click keeps the separator after NODE
+        command = command[1:]
     if not command:
         docker = shutil.which("docker")
         if not docker:
@@ -168,6 +171,19 @@ def image_load(path: str) -> None:
     for loaded in load_image(None, path):
         out.print(f"loaded {', '.join(loaded.tags) or loaded.id}")
 
+
+from .export import export_command  # noqa: E402
+
+main.add_command(export_command)
+
+from .experiment import report_command, run_command  # noqa: E402 - registered after the group exists
+
+main.add_command(run_command)
+main.add_command(report_command)
+
+from .routes_command import routes_command  # noqa: E402
+
+main.add_command(routes_command)
 
 if __name__ == "__main__":
     main()

@@ -8,6 +8,7 @@ found and removed from Docker alone, even after a crash.
 from __future__ import annotations
 
 import ipaddress
+import os
 import threading
 from dataclasses import dataclass
 from typing import Any, Iterable
@@ -26,6 +27,10 @@ LABEL_ROLE = "io.mptcpdock.role"  # node | link | probe
 #: Docker's bookkeeping apart from the link subnets users choose (which may repeat across labs).
 CARRIER_POOL = ipaddress.IPv4Network("100.64.0.0/10")
 CARRIER_PREFIX = 29  # Docker reserves .1 as gateway; /29 leaves room for the two ends
+
+
+#: HTTP connections the shared client keeps; above the runtime's thread count.
+POOL_SIZE = 64
 
 
 class DockerUnavailable(MptcpdockError):
@@ -49,13 +54,14 @@ def client() -> docker.DockerClient:
     with _client_lock:
         if _client is None:
             try:
-                _client = docker.from_env(max_pool_size=64, timeout=120)
+                _client = docker.from_env(max_pool_size=POOL_SIZE, timeout=120)
                 _client.api.ping()
             except DockerException as exc:
                 _client = None
+                host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
                 raise DockerUnavailable(
-                    f"cannot reach the Docker engine ({first_line(exc)}); start dockerd "
-                    "(sudo dockerd &, or scripts/bootstrap.sh), or set DOCKER_HOST"
+                    f"cannot reach the Docker engine at {host} ({first_line(exc)}); start dockerd "
+                    "(sudo dockerd &, or scripts/bootstrap.sh), or point DOCKER_HOST at a running engine"
                 ) from None
         return _client
 
@@ -77,16 +83,63 @@ def used_subnets() -> set[ipaddress.IPv4Network]:
 
 
 def free_carrier_subnets(count: int) -> list[ipaddress.IPv4Network]:
-    used = [net for net in used_subnets() if net.overlaps(CARRIER_POOL)]
-    out: list[ipaddress.IPv4Network] = []
-    for block in CARRIER_POOL.subnets(new_prefix=CARRIER_PREFIX):
-        if len(out) == count:
-            break
-        if not any(block.overlaps(net) for net in used):
-            out.append(block)
-    if len(out) < count:
-        raise RuntimeFailure(f"no free carrier subnets left in {CARRIER_POOL} for {count} links")
-    return out
+    """``count`` carrier blocks free right now (a snapshot; see :class:`CarrierAllocator`)."""
+    allocator = CarrierAllocator()
+    blocks = [allocator.claim() for _ in range(count)]
+    for block in blocks:
+        allocator.settle(block)
+    return blocks
+
+
+_claims_lock = threading.Lock()
+_claimed: set[int] = set()  # carrier blocks handed out in this process whose network does not exist yet
+
+
+class CarrierAllocator:
+    """Hands out free carrier blocks (``CARRIER_PREFIX`` subnets of ``CARRIER_POOL``).
+
+    It starts from one listing of the engine's networks. A block handed out stays claimed
+    process-wide until :meth:`settle` (its network exists, or its creation failed), so
+    concurrent ``up``s in one process do not pick the same block. Another process can still
+    take a block between listing and creation: the engine then refuses with 'Pool overlaps';
+    :meth:`refresh` re-reads the engine's networks and the caller claims again.
+    """
+
+    def __init__(self) -> None:
+        self._size = 2 ** (32 - CARRIER_PREFIX)
+        self._blocks: set[int] = set()  # exact carrier-sized blocks in use (fast path)
+        self._ranges: set[tuple[int, int]] = set()  # any other network overlapping the pool
+        self.refresh()
+
+    def refresh(self) -> None:
+        used = [net for net in used_subnets() if net.overlaps(CARRIER_POOL)]
+        with _claims_lock:
+            for net in used:
+                if net.prefixlen == CARRIER_PREFIX:
+                    self._blocks.add(int(net.network_address))
+                else:
+                    self._ranges.add((int(net.network_address), int(net.broadcast_address)))
+
+    def _free(self, start: int) -> bool:
+        if start in self._blocks or start in _claimed:
+            return False
+        end = start + self._size - 1
+        return not any(low <= end and start <= high for low, high in self._ranges)
+
+    def claim(self) -> ipaddress.IPv4Network:
+        base = int(CARRIER_POOL.network_address)
+        with _claims_lock:
+            for index in range(CARRIER_POOL.num_addresses // self._size):
+                start = base + index * self._size
+                if self._free(start):
+                    _claimed.add(start)
+                    self._blocks.add(start)
+                    return ipaddress.IPv4Network((start, CARRIER_PREFIX))
+        raise RuntimeFailure(f"no free carrier subnet left in {CARRIER_POOL}; remove unused Docker networks")
+
+    def settle(self, block: ipaddress.IPv4Network) -> None:
+        with _claims_lock:
+            _claimed.discard(int(block.network_address))
 
 
 def create_network(name: str, bridge: str, subnet: ipaddress.IPv4Network, labels: dict[str, str]) -> str:
@@ -119,8 +172,10 @@ def create_container(
     sysctls: dict[str, str],
     privileged: bool,
     networks: list[tuple[str, str]],
+    command: list[str] | None = None,
 ) -> str:
-    """Create (not start) a container attached to ``networks`` [(network, address)]."""
+    """Create (not start) a container attached to ``networks`` [(network, address)], running
+    ``command`` (default: ``sleep infinity``) under an init process."""
     api = client().api
     first = networks[0] if networks else None
     host_config = api.create_host_config(
@@ -135,7 +190,7 @@ def create_container(
         networking = api.create_networking_config({first[0]: api.create_endpoint_config(ipv4_address=first[1])})
     container = api.create_container(
         image,
-        command=["sleep", "infinity"],
+        command=command or ["sleep", "infinity"],
         name=name,
         hostname=hostname,
         labels=labels,
@@ -151,6 +206,29 @@ def create_container(
 
 def start_container(cid: str) -> None:
     client().api.start(cid)
+
+
+def wait_for_line(cid: str, line: str) -> tuple[bool, str]:
+    """Follow a container's stdout until ``line`` appears (True) or the container stops
+    (False); returns the stdout read so far."""
+    stream = client().api.logs(cid, stdout=True, stderr=False, stream=True, follow=True)
+    out = b""
+    target = line.encode() + b"\n"
+    try:
+        for chunk in stream:
+            out += chunk
+            if target in out:
+                return True, out.decode(errors="replace")
+    finally:
+        stream.close()
+    return False, out.decode(errors="replace")
+
+
+def exit_status(cid: str, timeout: float = 30) -> tuple[int, str]:
+    """Wait for a container to stop; its exit code and its stderr."""
+    api = client().api
+    code = api.wait(cid, timeout=timeout).get("StatusCode", -1)
+    return int(code), api.logs(cid, stdout=False, stderr=True).decode(errors="replace")
 
 
 def run_exec(container: str, argv: list[str], *, user: str = "") -> ExecResult:
@@ -172,6 +250,12 @@ def start_exec_detached(container: str, argv: list[str]) -> str:
     exec_id = str(api.exec_create(container, argv, stdout=False, stderr=False)["Id"])
     api.exec_start(exec_id, detach=True)
     return exec_id
+
+
+def copy_from_container(container: str, path: str) -> bytes:
+    """A tar archive of ``path`` in the container (``docker cp CONTAINER:PATH -``)."""
+    stream, _ = client().api.get_archive(container, path)
+    return b"".join(stream)
 
 
 def exec_running(exec_id: str) -> bool:

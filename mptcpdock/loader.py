@@ -38,7 +38,7 @@ LINK_KEYS = {"name", "endpoints", "subnet", "egress", "cost"} | SHAPING_KEYS
 LINK_END_KEYS = {"node", "interface", "address"}
 FLOW_KEYS = {
     "name", "src", "dst", "src_address", "dst_address", "start", "duration", "stop",
-    "streams", "protocol", "congestion", "tool", "port", "reverse",
+    "streams", "protocol", "congestion", "tool", "port", "reverse", "baseline",
 }
 
 
@@ -67,6 +67,8 @@ class _Reader:
             return result
         if isinstance(node, yaml.SequenceNode):
             return [self.to_python(item, f"{path}[{index}]") for index, item in enumerate(node.value)]
+        if node.tag == "tag:yaml.org,2002:null":  # 'key:' with no value (serialize() cannot round-trip it)
+            return None
         return yaml.safe_load(yaml.serialize(node))
 
     # typed accessors --------------------------------------------------------------------
@@ -323,6 +325,8 @@ def _flow(reader: _Reader, spec: Any, path: str) -> Flow:
         flow.port = reader.integer(spec["port"], f"{path}.port")
     if "reverse" in spec:
         flow.reverse = reader.boolean(spec["reverse"], f"{path}.reverse")
+    if "baseline" in spec:
+        flow.baseline = reader.boolean(spec["baseline"], f"{path}.baseline")
     return flow
 
 
@@ -403,7 +407,7 @@ def _flow_dict(flow: Flow) -> dict[str, Any]:
     defaults = Flow(src=flow.src, dst=flow.dst)
     out: dict[str, Any] = {}
     for key in ("name", "src", "dst", "src_address", "dst_address", "start", "duration", "streams",
-                "protocol", "congestion", "tool", "port", "reverse"):
+                "protocol", "congestion", "tool", "port", "reverse", "baseline"):
         value = getattr(flow, key)
         if key in ("src", "dst") or (value is not None and value != getattr(defaults, key)):
             out[key] = value

@@ -144,6 +144,7 @@ class Flow:
     tool: str = "iperf3"
     port: int | None = None  # default: 5201, 5202, ... per destination node
     reverse: bool = False  # iperf3 -R: the server sends
+    baseline: bool = False  # mptcp only: afterwards, single-path TCP over each of its paths, for comparison
 
 
 @dataclass

@@ -1,26 +1,28 @@
 """Apply a plan to Docker: bring a lab up, take it down, run commands in its nodes.
 
-``up``: probe the kernel and create one network per link (in parallel), create and start
-one container per node (in parallel), then configure every node with ONE exec that
-renames Docker's interfaces (found by address) to the planned names, removes Docker's
-carrier addresses and default route, and feeds the plan's lines to ``ip -batch`` and
-``tc -batch``. Any failure removes everything the lab created.
-"""
+``up`` overlaps its stages: it probes the kernel while it creates one network per link (in
+parallel), then creates and starts each node's container as soon as that node's networks
+exist. Each container's first command configures its node (so configuring costs no exec):
+it renames Docker's interfaces (found by address) to the planned names, removes Docker's
+carrier addresses and default route, feeds the plan's lines to ``ip -batch`` and
+``tc -batch``, reports and sleeps. Any failure removes everything the lab created."""
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, TypeVar
 
 from docker.errors import APIError, DockerException
+from requests.exceptions import RequestException
 
-from . import docker_api
+from . import NODE_IMAGE, docker_api
 from .docker_api import LABEL_LAB, LABEL_LINK, LABEL_NODE, LABEL_ROLE
-from .errors import MptcpdockError, RuntimeFailure
-from .plan import NodePlan, Plan, make_plan
+from .errors import MptcpdockError, RuntimeFailure, TopologyError
+from .plan import LinkPlan, NodePlan, Plan, make_plan
 from .probe import KernelProbe, probe_kernel, require
 from .state import LabState, NodeState, delete_state, new_state, save_state
 from .trace import Trace
@@ -28,18 +30,38 @@ from .trace import Trace
 Progress = Callable[[str], None]
 T = TypeVar("T")
 R = TypeVar("R")
-WORKERS = 16
+WORKERS = 16  # threads for per-node work (create, start, configure, remove)
+NETWORK_WORKERS = 4  # dockerd serialises network create/remove; more threads only queue
+DOWN_ATTEMPTS = 3
+CARRIER_ATTEMPTS = 5  # carrier blocks to try when other processes take them first
 
-# Runs inside each node. Arguments: IP_BATCH TC_BATCH then pairs CARRIER_ADDRESS NEW_NAME.
+# Runs inside each node as its first command (under the container's init), so configuring a
+# node costs no exec. Arguments: IP_BATCH TC_BATCH TC_BATCH_WITHOUT_NETEM then pairs
+# CARRIER_ADDRESS NEW_NAME. The second tc batch (the plan without delay, jitter and loss) is
+# used when this kernel has no netem; the kernel probe, run at the same time, decides whether
+# that is allowed (and up fails, removing everything, when it is not).
 # Fixed text: user input only ever arrives as positional arguments, never as shell code.
+# It finds each interface by the carrier address Docker gave it, renames it to the planned
+# name, drops the carrier address and Docker's default route, applies the plan's lines, says
+# CONFIGURED_LINE and becomes `sleep infinity`; on any failure it exits (the container stops).
+CONFIGURED_LINE = "mptcpdock: configured"
 CONFIGURE_SCRIPT = r"""
 set -eu
-ip_batch=$1; tc_batch=$2; shift 2
+ip_batch=$1; tc_batch=$2; tc_reduced=$3; shift 3
+if [ "$tc_batch" != "$tc_reduced" ]; then
+  if tc qdisc add dev lo root handle 1: netem delay 1ms 2>/dev/null; then tc qdisc del dev lo root;
+  else tc_batch=$tc_reduced; echo "netem missing: tc batch without impairments"; fi
+fi
 if [ -n "$(ip -4 route show default)" ]; then ip route del default; fi
 i=0; renames=""
 while [ $# -gt 0 ]; do
   carrier=$1; name=$2; shift 2
-  dev=$(ip -o -4 addr show to "$carrier/32" | { read -r _ d _ || true; echo "${d%%@*}"; })
+  tries=0
+  while :; do
+    dev=$(ip -o -4 addr show to "$carrier/32" | { read -r _ d _ || true; echo "${d%%@*}"; })
+    if [ -n "$dev" ] || [ "$tries" -ge 50 ]; then break; fi
+    tries=$((tries+1)); sleep 0.1
+  done
   if [ -z "$dev" ]; then echo "mptcpdock: no interface has carrier address $carrier" >&2; exit 3; fi
   ip link set dev "$dev" down
   ip addr flush dev "$dev"
@@ -48,9 +70,11 @@ while [ $# -gt 0 ]; do
   renames="$renames mpdtmp$i:$name"; i=$((i+1))
 done
 for pair in $renames; do ip link set dev "${pair%%:*}" name "${pair#*:}"; done
+if [ -n "$(ip -4 route show default)" ]; then ip route del default; fi
 if [ -n "$ip_batch" ]; then printf '%s\n' "$ip_batch" | ip -batch - || { echo "phase=ip" >&2; exit 4; }; fi
 if [ -n "$tc_batch" ]; then printf '%s\n' "$tc_batch" | tc -batch - || { echo "phase=tc" >&2; exit 5; }; fi
-echo configured
+echo "mptcpdock: configured"
+exec sleep infinity
 """
 
 
@@ -107,9 +131,23 @@ def preflight(plan: Plan) -> None:
                         "or give this one another name (--name)")
     for image in sorted({node.image for node in plan.nodes.values()}):
         if not docker_api.image_exists(image):
-            raise RuntimeFailure(f"image {image!r} is missing on the Docker host; build it with "
-                                 "'mptcpdock image build' (node image) or 'docker build', or load it "
-                                 "with 'mptcpdock image load FILE'")
+            raise _image_missing(plan, image)
+
+
+def _image_missing(plan: Plan, image: str) -> RuntimeFailure:
+    """One line naming the file, the node(s) and field that ask for ``image``, and the fix."""
+    users = [name for name, node in plan.nodes.items() if node.image == image]
+    explicit = [name for name in users if plan.topology.nodes[name].image]
+    if image == NODE_IMAGE:
+        fix = "build it with 'mptcpdock image build', or load a saved copy with 'mptcpdock image load FILE'"
+    else:
+        fix = (f"build or pull it ('docker build -t {image} DIR', 'docker pull {image}'), or load a saved "
+               "copy with 'docker load -i FILE'; or remove the node's 'image:' to use the node image")
+    field = f"nodes.{explicit[0]}.image" if explicit else None
+    where = TopologyError(f"image {image!r} (used by {', '.join(users)}) is not on the Docker host", field=field,
+                          fix=fix, source=plan.topology.source,
+                          line=plan.topology.locations.get(field) if field else None)
+    return RuntimeFailure(where.render())
 
 
 def up(plan: Plan, *, allow_no_impairments: bool = False, progress: Progress = lambda _: None,
@@ -123,46 +161,102 @@ def up(plan: Plan, *, allow_no_impairments: bool = False, progress: Progress = l
     try:
         return _up(plan, trace, timings, start, allow_no_impairments or plan.topology.allow_no_impairments,
                    progress, image_info or {}, fail_after)
-    except BaseException:
+    except BaseException as exc:
         progress("failed: removing everything this lab created")
         down(plan.lab)
+        if isinstance(exc, (DockerException, RequestException)):  # an engine error no step explained: one line
+            raise RuntimeFailure(f"bringing up lab {plan.lab!r} failed (everything it created was removed): "
+                                 f"{docker_api.first_line(exc)}") from exc
         raise
+
+
+class _Pools:
+    """The thread pools of one ``up``. On failure, queued work is cancelled and running work
+    is waited for, so that the rollback (``down``) finds everything that was created."""
+
+    def __init__(self) -> None:
+        self.pools: list[ThreadPoolExecutor] = []
+
+    def pool(self, workers: int) -> ThreadPoolExecutor:
+        pool = ThreadPoolExecutor(max_workers=workers)
+        self.pools.append(pool)
+        return pool
+
+    def __enter__(self) -> "_Pools":
+        return self
+
+    def __exit__(self, exc_type, *_: object) -> None:
+        if exc_type is not None:
+            for pool in self.pools:
+                pool.shutdown(wait=False, cancel_futures=True)
+        for pool in self.pools:
+            pool.shutdown(wait=True)
+
+
+def _creation_order(plan: Plan) -> list[NodePlan]:
+    """Nodes in the order their networks become ready (networks are created in link order)."""
+    index = {link.name: i for i, link in enumerate(plan.links)}
+    return sorted(plan.nodes.values(), key=lambda node: max((index[i.link] for i in node.interfaces), default=-1))
 
 
 def _up(plan: Plan, trace: Trace, timings: dict[str, float], start: float, allow_no_impairments: bool,
         progress: Progress, image_info: dict, fail_after: str | None) -> UpResult:
+    """Everything overlaps: the kernel probe, network creation, and each node's container,
+    created as soon as its own networks exist and configured by its own first command."""
     lab = plan.lab
     default_image = next(iter(plan.nodes.values())).image
-    carriers = docker_api.free_carrier_subnets(len(plan.links))
-    carrier_of = {link.name: carriers[index] for index, link in enumerate(plan.links)}
+    carriers = docker_api.CarrierAllocator()
+    link_plans = {link.name: link for link in plan.links}
+    attachments: dict[str, list[tuple[str, str, str]]] = {}  # node -> [(network, carrier address, interface)]
+    elapsed = lambda: time.perf_counter() - start  # noqa: E731
 
-    progress(f"probing the kernel and creating {len(plan.links)} networks")
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        probe_future = pool.submit(probe_kernel, default_image, lab)
-        networks = parallel(lambda link: _create_network(lab, link.name, carrier_of[link.name], trace), plan.links, 4)
+    progress(f"probing the kernel, creating {len(plan.links)} networks and {len(plan.nodes)} containers")
+    with _Pools() as pools:
+        probe_future = pools.pool(1).submit(probe_kernel, default_image, lab)
+        network_pool = pools.pool(NETWORK_WORKERS)
+        network_futures = {link.name: network_pool.submit(_create_network, lab, link.name, carriers, trace)
+                           for link in plan.links}
+        if fail_after == "networks":
+            for future in network_futures.values():
+                future.result()
+            raise RuntimeFailure("injected failure after creating networks")
+
+        # Both variants of the qdisc lines go to every node (see CONFIGURE_SCRIPT), so the
+        # containers need not wait for the probe.
+        reduced = make_plan(plan.topology, drop_impairments=True) if plan.netem_links else plan
+
+        def bring_up_node(node: NodePlan) -> tuple[str, dict[str, str]]:
+            attachments[node.name] = [
+                (network, carrier_address(subnet, link_plans[interface.link], node.name), interface.name)
+                for interface in node.interfaces
+                for network, subnet in [network_futures[interface.link].result()]
+            ]
+            cid = _create_node(lab, node, attachments[node.name], reduced.nodes[node.name], trace)
+            if fail_after == "containers":
+                return cid, {}
+            return cid, wait_configured(lab, node, cid, attachments[node.name], reduced.nodes[node.name], trace)
+
+        node_pool = pools.pool(WORKERS)
+        node_futures = {node_pool.submit(bring_up_node, node): node.name for node in _creation_order(plan)}
         probe = probe_future.result()
-    timings["networks"] = time.perf_counter() - start
-    drop = require(probe, netem_links=plan.netem_links, rate_links=True, allow_no_impairments=allow_no_impairments)
-    if drop and not plan.impairments_dropped:
-        progress(f"no netem in this kernel: applying rates only on {', '.join(plan.netem_links)}")
-        plan = make_plan(plan.topology, drop_impairments=True)
-    if fail_after == "networks":
-        raise RuntimeFailure("injected failure after creating networks")
-
-    carrier_addresses = _carrier_addresses(plan, carrier_of)
-    progress(f"creating {len(plan.nodes)} containers")
-    container_ids = dict(parallel(
-        lambda node: (node.name, _create_node(lab, node, carrier_addresses[node.name], trace)), plan.nodes.values()))
-    timings["containers"] = time.perf_counter() - start
-    if fail_after == "containers":
-        raise RuntimeFailure("injected failure after creating containers")
-
-    progress(f"configuring {len(plan.nodes)} nodes")
-    renames = dict(parallel(
-        lambda node: (node.name, configure_node(lab, node, carrier_addresses[node.name], trace)), plan.nodes.values()))
-    timings["configure"] = time.perf_counter() - start
-    if fail_after == "configure":
-        raise RuntimeFailure("injected failure after configuring nodes")
+        timings["probe"] = elapsed()
+        drop = require(probe, netem_links=plan.netem_links, rate_links=True, allow_no_impairments=allow_no_impairments)
+        if drop and not plan.impairments_dropped:
+            progress(f"no netem in this kernel: applying rates only on {', '.join(plan.netem_links)}")
+            plan = reduced
+        container_ids: dict[str, str] = {}
+        renames: dict[str, dict[str, str]] = {}
+        for done, future in enumerate(as_completed(node_futures), 1):
+            name = node_futures[future]
+            container_ids[name], renames[name] = future.result()
+            if done % 25 == 0 and done < len(node_futures):
+                progress(f"{done} of {len(node_futures)} nodes up")
+        timings["containers"] = timings["configure"] = elapsed()
+        networks = {link.name: network_futures[link.name].result()[0] for link in plan.links}  # all done by now
+        if fail_after == "containers":
+            raise RuntimeFailure("injected failure after creating containers")
+        if fail_after == "configure":
+            raise RuntimeFailure("injected failure after configuring nodes")
 
     state = new_state(
         plan.topology,
@@ -179,44 +273,63 @@ def _up(plan: Plan, trace: Trace, timings: dict[str, float], start: float, allow
             )
             for name, node in plan.nodes.items()
         },
-        networks={link.name: networks[index] for index, link in enumerate(plan.links)},
+        networks={link.name: networks[link.name] for link in plan.links},
     )
-    timings["total"] = time.perf_counter() - start
+    timings["total"] = elapsed()
     state.timings = timings
     save_state(state)
     return UpResult(state=state, trace=trace, probe=probe, plan=plan, timings=timings)
 
 
-def _carrier_addresses(plan: Plan, carrier_of: dict) -> dict[str, list[tuple[str, str, str]]]:
-    """node -> [(network name, carrier address, interface name)] in link order."""
-    out: dict[str, list[tuple[str, str, str]]] = {name: [] for name in plan.nodes}
-    for link in plan.links:
-        hosts = list(carrier_of[link.name].hosts())  # hosts[0] is Docker's reserved gateway
-        out[link.a_node].append((network_name(plan.lab, link.name), str(hosts[1]), link.a_interface))
-        out[link.b_node].append((network_name(plan.lab, link.name), str(hosts[2]), link.b_interface))
-    return out
+def carrier_address(subnet: ipaddress.IPv4Network, link: LinkPlan, node: str) -> str:
+    """The address Docker gives ``node``'s end of ``link`` (.1 is Docker's reserved gateway)."""
+    return str(subnet.network_address + (2 if node == link.a_node else 3))
 
 
-def _create_network(lab: str, link: str, subnet, trace: Trace) -> str:
+def create_link_network(lab: str, link: str, carriers: docker_api.CarrierAllocator) -> tuple[str, ipaddress.IPv4Network]:
+    """Create the link's network on a free carrier block; another block when a concurrent
+    ``up`` (another process) took this one first. Returns (network name, carrier block)."""
     name = network_name(lab, link)
-    bridge = bridge_name(lab, link)
-    docker_api.create_network(name, bridge, subnet, _labels(lab, "link", **{LABEL_LINK: link}))
+    for attempt in range(CARRIER_ATTEMPTS):
+        subnet = carriers.claim()
+        try:
+            docker_api.create_network(name, bridge_name(lab, link), subnet, _labels(lab, "link", **{LABEL_LINK: link}))
+            return name, subnet
+        except DockerException as exc:
+            if "overlaps" in str(exc) and attempt + 1 < CARRIER_ATTEMPTS:
+                carriers.refresh()
+                continue
+            raise RuntimeFailure(f"creating the network of link {link!r} ({name}) failed: "
+                                 f"{docker_api.first_line(exc)}") from exc
+        finally:
+            carriers.settle(subnet)
+    raise AssertionError("unreachable")
+
+
+def _create_network(lab: str, link: str, carriers: docker_api.CarrierAllocator,
+                    trace: Trace) -> tuple[str, ipaddress.IPv4Network]:
+    name, subnet = create_link_network(lab, link, carriers)
     trace.docker("network", "create", "--driver", "bridge", "--subnet", str(subnet),
-                 "-o", f"com.docker.network.bridge.name={bridge}",
+                 "-o", f"com.docker.network.bridge.name={bridge_name(lab, link)}",
                  "-o", "com.docker.network.bridge.inhibit_ipv4=true",
                  "-o", "com.docker.network.bridge.enable_ip_masquerade=false",
                  "--label", f"{LABEL_LAB}={lab}", "--label", f"{LABEL_LINK}={link}", name)
-    return name
+    return name, subnet
 
 
-def _create_node(lab: str, node: NodePlan, attachments: list[tuple[str, str, str]], trace: Trace) -> str:
+def _create_node(lab: str, node: NodePlan, attachments: list[tuple[str, str, str]], reduced: NodePlan,
+                 trace: Trace) -> str:
     name = container_name(lab, node.name)
-    cid = docker_api.create_container(
-        name=name, hostname=node.name, image=node.image,
-        labels=_labels(lab, "node", **{LABEL_NODE: node.name}),
-        cap_add=node.cap_add, sysctls=node.sysctls, privileged=node.privileged,
-        networks=[(network, address) for network, address, _ in attachments],
-    )
+    try:
+        cid = docker_api.create_container(
+            name=name, hostname=node.name, image=node.image,
+            labels=_labels(lab, "node", **{LABEL_NODE: node.name}),
+            cap_add=node.cap_add, sysctls=node.sysctls, privileged=node.privileged,
+            networks=[(network, address) for network, address, _ in attachments],
+            command=node_command(node, attachments, reduced),
+        )
+    except DockerException as exc:
+        raise _node_failure(node, "creating", exc) from exc
     argv = ["create", "--name", name, "--hostname", node.name, "--init"]
     argv += [arg for cap in node.cap_add for arg in ("--cap-add", cap)]
     argv += [arg for key, value in node.sysctls.items() for arg in ("--sysctl", f"{key}={value}")]
@@ -230,36 +343,66 @@ def _create_node(lab: str, node: NodePlan, attachments: list[tuple[str, str, str
     trace.docker(*argv, comment=f"node {node.name} ({node.kind})")
     for network, address, _ in attachments[1:]:
         trace.docker("network", "connect", "--ip", address, network, name)
-    docker_api.start_container(cid)
+    try:
+        docker_api.start_container(cid)
+    except DockerException as exc:
+        raise _node_failure(node, "starting", exc) from exc
     trace.docker("start", name)
     return cid
 
 
-def configure_node(lab: str, node: NodePlan, attachments: list[tuple[str, str, str]], trace: Trace) -> dict[str, str]:
-    """One exec: rename interfaces, drop carrier addresses and the default route, apply lines."""
-    container = container_name(lab, node.name)
-    ip_lines, tc_lines = node.ip_lines(), node.tc_lines()
-    argv = ["sh", "-c", CONFIGURE_SCRIPT, "mptcpdock-configure", "\n".join(ip_lines), "\n".join(tc_lines)]
+def _node_failure(node: NodePlan, doing: str, exc: DockerException) -> RuntimeFailure:
+    """The engine's reason, with the fix when it points at the node's own settings."""
+    reason = docker_api.first_line(exc)
+    text = f"{doing} the container of node {node.name!r} failed: {reason}"
+    if "/proc/sys/" in reason:
+        text += (f" (fix: the kernel refused a sysctl of nodes.{node.name}.sysctls or a default one; "
+                 "check its name and value, e.g. that a congestion control module exists on the Docker host)")
+    elif node.privileged and "operation not permitted" in reason:
+        text += f" (fix: this Docker host does not allow privileged containers: remove nodes.{node.name}.privileged)"
+    return RuntimeFailure(text)
+
+
+def node_command(node: NodePlan, attachments: list[tuple[str, str, str]], reduced: NodePlan | None = None) -> list[str]:
+    """The container's first command: configure the node (CONFIGURE_SCRIPT), then sleep.
+    ``reduced``: the node's plan without delay/jitter/loss, for a kernel without netem."""
+    argv = ["sh", "-c", CONFIGURE_SCRIPT, "mptcpdock-configure", "\n".join(node.ip_lines()),
+            "\n".join(node.tc_lines()), "\n".join((reduced or node).tc_lines())]
     for _, carrier, interface in attachments:
         argv += [carrier, interface]
-    result = docker_api.run_exec(container, argv)
+    return argv
+
+
+def wait_configured(lab: str, node: NodePlan, cid: str, attachments: list[tuple[str, str, str]],
+                    reduced: NodePlan, trace: Trace) -> dict[str, str]:
+    """Wait until the node's first command has configured it; interface -> Docker's old name.
+
+    Raises with the failing ``ip``/``tc`` line when the kernel refused one (the script stops,
+    and with it the container)."""
+    container = container_name(lab, node.name)
+    configured, stdout = docker_api.wait_for_line(cid, CONFIGURED_LINE)
+    ip_lines = node.ip_lines()
+    tc_lines = (reduced if "netem missing" in stdout else node).tc_lines()
     renames = {}
-    for line in result.stdout.splitlines():
+    for line in stdout.splitlines():
         if line.startswith("rename "):
             _, old, new = line.split()
             renames[new] = old
-    trace.node(node.name, container, ["ip", "route", "del", "default"], comment=f"configure {node.name}: "
-               "Docker's default route goes; interfaces are renamed by address")
+    comment = (f"configure {node.name} (mptcpdock runs this as the container's first command): Docker's "
+               "default route goes; interfaces are found by their carrier address and renamed")
+    trace.node(node.name, container, ["ip", "route", "del", "default"], comment=comment)
     for _, carrier, interface in attachments:
         trace.node(node.name, container, ["sh", "-c", f'd=$(ip -o -4 addr show to {carrier}/32 | cut -d" " -f2) && '
-                                          f'ip link set dev "$d" down && ip addr flush dev "$d" && '
-                                          f'ip link set dev "$d" name {interface}'])
+                                          f'ip link set dev "${{d%%@*}}" down && ip addr flush dev "${{d%%@*}}" && '
+                                          f'ip link set dev "${{d%%@*}}" name {interface}'])
     for line in ip_lines:
         trace.node(node.name, container, ["ip", *line.split()])
     for line in tc_lines:
         trace.node(node.name, container, ["tc", *line.split()])
-    if result.exit_code != 0:
-        raise RuntimeFailure(f"configuring node {node.name!r} failed: {_explain(result.stderr, ip_lines, tc_lines)}")
+    if not configured:
+        code, stderr = docker_api.exit_status(cid)
+        raise RuntimeFailure(f"configuring node {node.name!r} failed (exit {code}): "
+                             f"{_explain(stderr, ip_lines, tc_lines)}")
     return renames
 
 
@@ -277,15 +420,38 @@ def _explain(stderr: str, ip_lines: list[str], tc_lines: list[str]) -> str:
 
 
 def down(lab: str, progress: Progress = lambda _: None) -> tuple[int, int]:
-    """Remove every container and network labelled with ``lab``; idempotent."""
-    containers = docker_api.lab_containers(lab)
-    progress(f"removing {len(containers)} containers")
-    parallel(lambda c: docker_api.remove_container(c["Id"]), containers)
-    networks = docker_api.lab_networks(lab)
-    progress(f"removing {len(networks)} networks")
-    parallel(lambda n: docker_api.remove_network(n["Id"]), networks, 4)
+    """Remove every container and network labelled with ``lab``; idempotent.
+
+    Lists again after removing and repeats (a few times) while anything is left, so that
+    objects still being created or removed by someone else (a crashed ``up``'s stragglers,
+    an engine-side removal in progress) are not left behind.
+    """
+    removed_containers: set[str] = set()
+    removed_networks: set[str] = set()
+    try:
+        for attempt in range(DOWN_ATTEMPTS):
+            containers = docker_api.lab_containers(lab)
+            networks = docker_api.lab_networks(lab)
+            if not containers and not networks:
+                break
+            if attempt:
+                time.sleep(0.2 * attempt)
+            progress(f"removing {len(containers)} containers")
+            parallel(lambda c: docker_api.remove_container(c["Id"]), containers)
+            progress(f"removing {len(networks)} networks")
+            parallel(lambda n: docker_api.remove_network(n["Id"]), networks, NETWORK_WORKERS)
+            removed_containers.update(c["Id"] for c in containers)
+            removed_networks.update(n["Id"] for n in networks)
+        else:
+            left = len(docker_api.lab_containers(lab)), len(docker_api.lab_networks(lab))
+            if any(left):
+                raise RuntimeFailure(f"lab {lab!r}: {left[0]} containers and {left[1]} networks are still there after "
+                                     f"{DOWN_ATTEMPTS} attempts; run 'mptcpdock down {lab}' again, or look at "
+                                     f"'docker ps -a --filter label={LABEL_LAB}={lab}'")
+    except DockerException as exc:
+        raise RuntimeFailure(f"removing lab {lab!r} failed: {docker_api.first_line(exc)}") from exc
     delete_state(lab)
-    return len(containers), len(networks)
+    return len(removed_containers), len(removed_networks)
 
 
 def running_labs() -> dict[str, int]:
@@ -303,5 +469,5 @@ def exec_in(state: LabState, node: str, argv: list[str]) -> docker_api.ExecResul
     return docker_api.run_exec(state.container(node), argv)
 
 
-__all__ = ["up", "down", "running_labs", "exec_in", "configure_node", "parallel", "LabExists",
+__all__ = ["up", "down", "running_labs", "exec_in", "node_command", "wait_configured", "parallel", "LabExists",
            "APIError", "DockerException"]

@@ -342,6 +342,9 @@ def _resolve_flows(check: _Checker, topo: Topology) -> None:
                 if not topo.nodes[getattr(flow, key)].mptcp.enabled:
                     raise check.fail(f"{path}.protocol", f"MPTCP flow but node {getattr(flow, key)!r} has MPTCP disabled",
                                      "enable MPTCP on that node or use protocol: tcp")
+        if flow.baseline and flow.protocol != "mptcp":
+            raise check.fail(f"{path}.baseline", "baseline compares an MPTCP flow with single-path TCP",
+                             "remove 'baseline' or use protocol: mptcp")
         if flow.streams < 1 or flow.streams > 128:
             raise check.fail(f"{path}.streams", f"{flow.streams} streams", "write 1..128")
         if flow.duration <= 0:
@@ -380,7 +383,8 @@ def _resolve_flows(check: _Checker, topo: Topology) -> None:
         ports[(flow.dst, flow.port)] = flow.name
     duplicate = [name for name, count in Counter(f.name for f in topo.flows).items() if count > 1]
     if duplicate:
-        raise check.fail("flows", f"duplicate flow name {duplicate[0]!r}", "give each flow its own name")
+        index = [flow.name for flow in topo.flows].index(duplicate[0], 1)
+        raise check.fail(f"flows[{index}].name", f"duplicate flow name {duplicate[0]!r}", "give each flow its own name")
 
 
 def node_addresses(topo: Topology, node: str) -> dict[str, str]:

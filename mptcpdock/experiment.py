@@ -1,0 +1,651 @@
+"""Run the flows of a topology on a running lab and collect everything: ``mptcpdock run``.
+
+Order of events (each node gets as few execs as possible):
+
+1. Check the input completely (flows, ports, MPTCP on both ends, the lab is up or can be
+   brought up) - nothing starts before that.
+2. On every node that runs a monitor or ends a flow: ONE exec starts the node's agent
+   (``ip -ts mptcp monitor`` where wanted, and one sampler loop writing ``ss -tinMOH`` and
+   ``/proc/net/dev`` every ``sample_period`` seconds) and records the node's settings.
+3. One exec per flow starts its iperf3 server (``-s -1 -J``, under ``mptcpize`` for MPTCP)
+   and returns once it listens; then each client starts, detached, at its start time.
+4. When every client is done (or at Ctrl-C), ONE exec per node stops what the run started
+   (by pid files), and the node's run directory is copied out (``docker cp``).
+5. The files are laid out under ``results/<lab>-<YYYYmmdd-HHMMSS>/``, then the summary,
+   the checklist (before and after), ``commands.sh`` and the plots are written.
+
+Monitors: the nodes whose topology says ``mptcp.monitor: true`` (their logs are the
+published ones, as in NeST), plus both ends of every MPTCP flow, because the after-run
+check (subflows expected vs established) needs a monitor on the flow's ends. The summary
+marks which monitors were asked for and which were added for the check.
+
+Baseline (a flow's ``baseline: true``, or ``baseline=True`` / ``--baseline`` for every MPTCP
+flow): after the flows, the MPTCP flow's subflow paths (as its monitor saw them; the
+checklist's expected ones without monitor data) are measured again, one at a time, with a
+single-path TCP flow each (bound to the subflow's local address), for the same duration:
+their sum is what the MPTCP goodput is compared with (``baseline.ratio`` in summary.json).
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import math
+import shlex
+import signal
+import tarfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from . import docker_api, lab as lab_api
+from .checklist import Checklist, make_checklist, render_checklist
+from .errors import LabNotFound, MptcpdockError, RuntimeFailure, TopologyError
+from .loader import load_topology, topology_to_dict, topology_to_yaml
+from .model import Flow, Topology
+from .node_scripts import SCRIPTS
+from .parsers import parse_iperf3_version, parse_monitor
+from .runtime import parallel
+from .state import LabState, load_state
+from .validate import validate
+
+Progress = Callable[[str], None]
+RUN_DIR_IN_NODE = "/tmp/mptcpdock-run"
+LEAD_SECONDS = 1.0  # between the servers listening and t=0
+FINISH_GRACE = 5  # seconds the servers get to end after their clients
+CONNECT_TIMEOUT_MS = 5000
+BASELINE_GAP = 1.0  # seconds between baseline flows
+NATIVE_MPTCP_IPERF3 = (3, 19)  # iperf3 with --mptcp (-m)
+
+
+@dataclass
+class RunResult:
+    results_dir: Path
+    summary: dict[str, Any]
+    incomplete: bool
+
+
+@dataclass
+class RunCommand:
+    """One command of the run, for commands.sh."""
+
+    time: float
+    node: str | None
+    container: str | None
+    argv: list[str]
+    detach: bool = False
+    comment: str | None = None
+
+
+@dataclass
+class ScheduledFlow:
+    flow: Flow
+    role: str = "flow"  # flow | baseline
+    baseline_of: str | None = None
+    exec_id: str | None = None
+    launched_at: float | None = None
+    finished: bool = False
+    timed_out: bool = False
+
+
+@dataclass
+class Run:
+    """Everything one run knows while it goes."""
+
+    lab: str
+    topology: Topology  # resolved, with the run's flows
+    state: LabState
+    results_dir: Path
+    node_dir: str
+    sample_period: float
+    monitors_requested: list[str]
+    monitors_added: list[str]
+    agents: list[str]  # nodes with an agent (monitor and/or sampler)
+    mptcp_tool: str  # mptcpize | native
+    commands: list[RunCommand] = field(default_factory=list)
+    scheduled: list[ScheduledFlow] = field(default_factory=list)
+    t0: float = 0.0
+    reasons: list[str] = field(default_factory=list)  # why the run is incomplete
+    up_trace: str = ""
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def container(self, node: str) -> str:
+        return self.state.container(node)
+
+    def record(self, node: str | None, argv: list[str], *, detach: bool = False, comment: str | None = None) -> None:
+        with self._lock:
+            self.commands.append(RunCommand(time.time(), node, self.container(node) if node else None, list(argv),
+                                            detach, comment))
+
+    def exec(self, node: str, argv: list[str], comment: str | None = None) -> docker_api.ExecResult:
+        self.record(node, argv, comment=comment)
+        return docker_api.run_exec(self.container(node), argv)
+
+
+# -- input: which lab, which flows ------------------------------------------------------------
+
+
+def _lab_is_up(lab: str) -> LabState | None:
+    try:
+        state = load_state(lab)
+    except LabNotFound:
+        return None
+    containers = docker_api.lab_containers(lab)
+    running = [c for c in containers if c.get("State") == "running"]
+    if len(running) < len(state.nodes):
+        raise LabNotFound(f"lab {lab!r} has a state file but only {len(running)} of its {len(state.nodes)} containers "
+                          f"run; run 'mptcpdock down {lab}' and bring it up again")
+    return state
+
+
+def _same_network(a: Topology, b: Topology) -> bool:
+    left, right = topology_to_dict(a), topology_to_dict(b)
+    return left["nodes"] == right["nodes"] and left["links"] == right["links"]
+
+
+def _with_duration(topology: Topology, duration: float | None) -> Topology:
+    if duration is None:
+        return topology
+    if duration <= 0:
+        raise MptcpdockError(f"--duration {duration:g}: the duration must be positive")
+    out = copy.deepcopy(topology)
+    out.locations = topology.locations
+    for flow in out.flows:
+        flow.duration = float(duration)
+    return out
+
+
+def _check_flows(topology: Topology, state: LabState | None) -> None:
+    """Problems validate() cannot see: no flows, MPTCP switched off by a sysctl or the kernel."""
+    if not topology.flows:
+        raise TopologyError("the topology has no flows", field="flows", source=topology.source,
+                            line=topology.locations.get("flows"),
+                            fix="add a 'flows:' list, e.g. '- {src: h1, dst: h2, protocol: mptcp}' "
+                                "(see docs/experiments.md)")
+    for index, flow in enumerate(topology.flows):
+        if flow.protocol != "mptcp":
+            continue
+        for key in ("src", "dst"):
+            node = getattr(flow, key)
+            if topology.nodes[node].sysctls.get("net.mptcp.enabled") == "0":
+                raise TopologyError(f"MPTCP flow but node {node!r} sets net.mptcp.enabled=0", source=topology.source,
+                                    field=f"flows[{index}].protocol", line=topology.locations.get(f"flows[{index}]"),
+                                    fix="remove that sysctl or use protocol: tcp")
+    if state is not None and state.probe and not state.probe.get("mptcp", True):
+        raise MptcpdockError(f"the Docker host's kernel ({state.probe.get('kernel')}) has no MPTCP; "
+                             "MPTCP flows cannot run here (use protocol: tcp, or a host whose kernel has CONFIG_MPTCP)")
+
+
+def resolve_inputs(lab: str | None, topology: Topology | None, duration: float | None,
+                   bring_up_if_needed: bool) -> tuple[str, Topology, LabState | None]:
+    """(lab name, resolved topology with the run's flows, the lab's state or None when it is not up).
+
+    Every input error is raised here, before anything is started."""
+    if topology is None:
+        name = lab_api.resolve_lab(lab)
+        state = _lab_is_up(name)
+        if state is None:
+            raise LabNotFound(f"lab {name!r} is not running; run 'mptcpdock up TOPOLOGY.yaml' first, or give "
+                              "the topology file to 'mptcpdock run' to bring it up")
+        resolved = _with_duration(state.topology(), duration)
+        resolved = validate(resolved)
+    else:
+        model = copy.deepcopy(topology)
+        model.locations = topology.locations
+        if lab:
+            model.name = lab
+        name = model.name
+        resolved = validate(_with_duration(model, duration))
+        state = _lab_is_up(name)
+        if state is not None and not _same_network(resolved, state.topology()):
+            raise MptcpdockError(f"lab {name!r} is up with a different network (its nodes or links differ from "
+                                 f"{topology.source or 'this topology'}); run 'mptcpdock down {name}' first, or "
+                                 "give --lab another name")
+        if state is None and not bring_up_if_needed:
+            raise LabNotFound(f"lab {name!r} is not running; run 'mptcpdock up' first")
+    _check_flows(resolved, state)
+    return name, resolved, state
+
+
+# -- commands --------------------------------------------------------------------------------
+
+
+def _seconds(value: float) -> str:
+    """iperf3 takes whole seconds for -t."""
+    return str(max(1, int(math.ceil(value - 1e-9))))
+
+
+def _mptcp_wrap(argv: list[str], protocol: str, tool: str) -> list[str]:
+    if protocol != "mptcp":
+        return argv
+    return argv + ["--mptcp"] if tool == "native" else ["mptcpize", "run", *argv]
+
+
+def server_argv(flow: Flow, tool: str) -> list[str]:
+    return _mptcp_wrap(["iperf3", "-s", "-1", "-p", str(flow.port), "-J"], flow.protocol, tool)
+
+
+def client_argv(flow: Flow, tool: str) -> list[str]:
+    argv = ["iperf3", "-c", str(flow.dst_address), "-p", str(flow.port), "-t", _seconds(flow.duration),
+            "-i", "1", "-J", "--connect-timeout", str(CONNECT_TIMEOUT_MS)]
+    if flow.streams > 1:
+        argv += ["-P", str(flow.streams)]
+    if flow.src_address:
+        argv += ["-B", flow.src_address]
+    if flow.congestion:
+        argv += ["-C", flow.congestion]
+    if flow.reverse:
+        argv.append("-R")
+    return _mptcp_wrap(argv, flow.protocol, tool)
+
+
+def _script(name: str) -> list[str]:
+    return ["sh", "-c", SCRIPTS[name], f"mptcpdock-{name.lower()}"]
+
+
+def _mptcp_tool(state: LabState) -> str:
+    version = parse_iperf3_version(str(state.probe.get("iperf3", "")))
+    return "native" if version and version >= NATIVE_MPTCP_IPERF3 else "mptcpize"
+
+
+# -- the run ---------------------------------------------------------------------------------
+
+
+def _new_results_dir(root: Path, lab: str) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    base = f"{lab}-{time.strftime('%Y%m%d-%H%M%S')}"
+    path, index = root / base, 1
+    while path.exists():
+        index += 1
+        path = root / f"{base}-{index}"
+    path.mkdir()
+    return path
+
+
+def _plan_run(name: str, topology: Topology, state: LabState, results_root: Path, sample_period: float) -> Run:
+    requested = [node for node, settings in topology.nodes.items() if settings.mptcp.monitor]
+    ends = {node for flow in topology.flows for node in (flow.src, flow.dst)}
+    mptcp_ends = {node for flow in topology.flows if flow.protocol == "mptcp" for node in (flow.src, flow.dst)}
+    added = sorted(mptcp_ends - set(requested))
+    agents = [node for node in topology.nodes if node in ends or node in requested]
+    results_dir = _new_results_dir(results_root, name)
+    return Run(lab=name, topology=topology, state=state, results_dir=results_dir,
+               node_dir=f"{RUN_DIR_IN_NODE}/{results_dir.name}", sample_period=sample_period,
+               monitors_requested=requested, monitors_added=added, agents=agents, mptcp_tool=_mptcp_tool(state),
+               scheduled=[ScheduledFlow(flow) for flow in topology.flows])
+
+
+def _start_agent(run: Run, node: str) -> None:
+    monitor = node in run.monitors_requested or node in run.monitors_added
+    argv = _script("AGENT") + [run.node_dir, "1" if monitor else "0", f"{run.sample_period:g}"]
+    what = ("ip -ts mptcp monitor > monitor.log; " if monitor else "") + \
+        f"every {run.sample_period:g} s: ss -tinMOH, /proc/net/dev > samples.txt"
+    result = run.exec(node, argv, comment=f"{node}: agent: {what}")
+    if result.exit_code != 0 or "started" not in result.stdout:
+        raise RuntimeFailure(f"starting the monitor/sampler on {node!r} failed: {(result.stdout + result.stderr).strip()}")
+
+
+def _start_server(run: Run, item: ScheduledFlow) -> None:
+    flow = item.flow
+    command = server_argv(flow, run.mptcp_tool)
+    argv = _script("SERVER") + [run.node_dir, f"{flow.name}.server", str(flow.port), *command]
+    result = run.exec(flow.dst, argv, comment=f"{flow.dst}: server of flow {flow.name}: {shlex.join(command)}")
+    if result.exit_code != 0:
+        raise RuntimeFailure(f"flow {flow.name}: the iperf3 server on {flow.dst!r} port {flow.port} did not start: "
+                             f"{(result.stdout + result.stderr).strip()}")
+
+
+def _launch_client(run: Run, item: ScheduledFlow) -> None:
+    flow = item.flow
+    command = client_argv(flow, run.mptcp_tool)
+    argv = _script("CLIENT") + [run.node_dir, f"{flow.name}.client", *command]
+    run.record(flow.src, argv, detach=True,
+               comment=f"t={flow.start:g} s {flow.src}: client of flow {flow.name}: {shlex.join(command)}")
+    item.exec_id = docker_api.start_exec_detached(run.container(flow.src), argv)
+    item.launched_at = time.time()
+
+
+def _stop_flow(run: Run, item: ScheduledFlow, why: str = "past its deadline") -> None:
+    flow = item.flow
+    files = [f"{run.node_dir}/{flow.name}.client.pid"]
+    run.exec(flow.src, _script("KILL") + files, comment=f"{flow.src}: stop the client of flow {flow.name} ({why})")
+    item.finished = True
+
+
+def _wait_for_flows(run: Run, items: list[ScheduledFlow], progress: Progress) -> None:
+    """Start each client at t0 + start, wait until all are done (or past their deadline)."""
+    pending = sorted(items, key=lambda item: item.flow.start)
+    end = max(run.t0 + item.flow.start + item.flow.duration for item in items)
+    last_note = 0.0
+    while True:
+        now = time.time()
+        while pending and now >= run.t0 + pending[0].flow.start:
+            _launch_client(run, pending.pop(0))
+        running = []
+        for item in items:
+            if item.exec_id and not item.finished:
+                if not docker_api.exec_running(item.exec_id):
+                    item.finished = True
+                elif now > run.t0 + item.flow.start + item.flow.duration + FINISH_GRACE + CONNECT_TIMEOUT_MS / 1000:
+                    item.finished = item.timed_out = True
+                    run.reasons.append(f"flow {item.flow.name} did not end by its deadline; it was stopped")
+                    _stop_flow(run, item)
+                else:
+                    running.append(item.flow.name or "?")
+        if not pending and not running:
+            return
+        if now - last_note >= 1.0:
+            last_note = now
+            left = ", ".join(running) or "none yet"
+            progress(f"t={now - run.t0:4.0f} s of {end - run.t0:.0f} s; running: {left}")
+        time.sleep(0.2 if not pending else max(0.01, min(0.2, run.t0 + pending[0].flow.start - time.time())))
+
+
+def _run_phase(run: Run, items: list[ScheduledFlow], progress: Progress, title: str) -> None:
+    progress(f"{title}: starting {len(items)} iperf3 server(s)")
+    parallel(lambda item: _start_server(run, item), items, 8)
+    run.t0 = time.time() + LEAD_SECONDS if not run.t0 else run.t0
+    _wait_for_flows(run, items, progress)
+
+
+def _established_paths(run: Run, flow: Flow) -> list[tuple[str, str]]:
+    """(local, remote) of the subflows the flow's data connection(s) established, from the
+    client node's monitor (read mid-run), initial subflow first."""
+    from .results import connections_from_monitor
+    files = [f"{run.node_dir}/monitor.log", f"{run.node_dir}/{flow.name}.client.json"]
+    result = run.exec(flow.src, _script("CAT") + files, comment=f"{flow.src}: read the monitor for the baseline paths")
+    parts: dict[str, str] = {}
+    current = None
+    for line in result.stdout.splitlines(keepends=True):
+        if line.startswith("%%% "):
+            current = line[4:].strip()
+            parts[current] = ""
+        elif current:
+            parts[current] += line
+    from .parsers import parse_iperf3
+    client = parse_iperf3(parts.get(files[1], ""))
+    connections = connections_from_monitor(parse_monitor(parts.get(files[0], "")), client.local_ports, flow.port or 0)
+    pairs: list[tuple[str, str]] = []
+    for connection in connections:
+        for local, remote in connection["pairs"]:
+            if (local, remote) not in pairs:
+                pairs.append((local, remote))
+    return pairs
+
+
+def _baseline_flows(run: Run, checklist: Checklist, every_mptcp_flow: bool) -> list[ScheduledFlow]:
+    """One single-path TCP flow per path of each MPTCP flow that asks for a baseline (all of
+    them with ``every_mptcp_flow``), one after the other."""
+    used = {(flow.dst, flow.port) for flow in run.topology.flows}
+    planned = max(item.flow.start + item.flow.duration for item in run.scheduled) + BASELINE_GAP
+    start = max(planned, time.time() - run.t0 + LEAD_SECONDS + BASELINE_GAP)  # one at a time, even if late
+    out = []
+    for item in list(run.scheduled):
+        flow = item.flow
+        if flow.protocol != "mptcp" or not (flow.baseline or every_mptcp_flow):
+            continue
+        pairs = _established_paths(run, flow)
+        if not pairs:  # no monitor data: the paths the checklist expects
+            expected = checklist.flow(flow.name or "")
+            routable = [c for c in expected.candidates if c.routable][:expected.expected_subflows]
+            pairs = [(c.local, c.remote) for c in routable]
+        for index, (local, remote) in enumerate(pairs, start=1):
+            port = 5301
+            while (flow.dst, port) in used:
+                port += 1
+            used.add((flow.dst, port))
+            tcp = Flow(src=flow.src, dst=flow.dst, name=f"{flow.name}.tcp{index}", dst_address=remote,
+                       src_address=local, start=start, duration=flow.duration, streams=flow.streams,
+                       protocol="tcp", congestion=flow.congestion, port=port, reverse=flow.reverse)
+            out.append(ScheduledFlow(tcp, role="baseline", baseline_of=flow.name))
+            start += flow.duration + BASELINE_GAP
+    return out
+
+
+def _finish_node(run: Run, node: str, grace: int) -> str:
+    result = run.exec(node, _script("FINISH") + [run.node_dir, str(grace)],
+                      comment=f"{node}: stop what this run started (pid files) after up to {grace} s")
+    stopped = next((line[len("stopped:"):].split() for line in result.stdout.splitlines()
+                    if line.startswith("stopped:")), [])
+    return " ".join(stopped)
+
+
+def _collect_node(run: Run, node: str) -> None:
+    target = run.results_dir / "nodes" / node
+    target.mkdir(parents=True, exist_ok=True)
+    container = run.container(node)
+    run.record(None, ["docker", "cp", f"{container}:{run.node_dir}/.", str(target)],
+               comment=f"{node}: copy the run's files out")
+    try:
+        data = docker_api.copy_from_container(container, run.node_dir)
+    except Exception as exc:  # noqa: BLE001 - a node without files must not lose the others'
+        run.reasons.append(f"could not copy the files of {node}: {docker_api.first_line(exc)}")
+        return
+    with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+        for member in archive.getmembers():
+            name = Path(member.name)
+            if not member.isfile() or name.is_absolute() or ".." in name.parts:
+                continue
+            source = archive.extractfile(member)
+            if source is not None:
+                (target / name.name).write_bytes(source.read())
+
+
+def _stop_and_collect(run: Run, grace: int, progress: Progress) -> None:
+    running = [item for item in run.scheduled if item.exec_id and not item.finished]
+    if running:  # clients first: a server stopped first would end its client's test as failed
+        progress(f"stopping {len(running)} running client(s)")
+        parallel(lambda item: _stop_flow(run, item, "interrupted"), running)
+    progress("stopping monitors, samplers and servers; copying files out")
+    stopped = parallel(lambda node: (node, _finish_node(run, node, grace)), run.agents)
+    for node, names in stopped:
+        if names:
+            run.reasons.append(f"stopped on {node} before it ended: {names}")
+    parallel(lambda node: _collect_node(run, node), run.agents)
+
+
+def _write_inputs(run: Run, checklist: Checklist) -> None:
+    from .plan import make_plan
+    (run.results_dir / "topology.yaml").write_text(topology_to_yaml(run.topology))
+    state = asdict(run.state)
+    state.pop("topology_yaml", None)
+    plan = make_plan(run.topology, drop_impairments=run.state.impairments_dropped)
+    state["sysctls"] = {name: node.sysctls for name, node in plan.nodes.items()}
+    state["iproute2"] = run.state.probe.get("iproute2")
+    state["docker_host_kernel"] = run.state.probe.get("kernel")
+    (run.results_dir / "state.json").write_text(json.dumps(state, indent=2) + "\n")
+    (run.results_dir / "checklist.json").write_text(json.dumps(checklist.to_dict(), indent=2) + "\n")
+    (run.results_dir / "checklist.txt").write_text(render_checklist(checklist))
+
+
+def _write_run_meta(run: Run, incomplete: bool) -> None:
+    meta = {
+        "lab": run.lab,
+        "t0": run.t0,
+        "node_dir": run.node_dir,
+        "sample_period": run.sample_period,
+        "mptcp_tool": run.mptcp_tool,
+        "monitors_requested": run.monitors_requested,
+        "monitors_added": run.monitors_added,
+        "agents": run.agents,
+        "incomplete": incomplete,
+        "reasons": run.reasons,
+        "flows": [
+            {**asdict(item.flow), "role": item.role, "baseline_of": item.baseline_of,
+             "launched": item.launched_at is not None, "timed_out": item.timed_out}
+            for item in run.scheduled
+        ],
+    }
+    (run.results_dir / "run.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def render_commands(run: Run) -> str:
+    """commands.sh: the trace of 'up' followed by every command of this run, replayable in order."""
+    lines = [run.up_trace.rstrip("\n") if run.up_trace else "#!/bin/sh\n# (no trace of 'up' was found for this lab)"]
+    lines += ["", f"# ---- mptcpdock run {run.results_dir.name}: every command of the run, in order ----",
+              "# The fixed scripts the run executes inside nodes; values arrive as positional arguments.",
+              "set +e"]
+    for name, text in SCRIPTS.items():
+        lines.append(f"{name}={shlex.quote(text)}")
+    previous = None
+    for command in sorted(run.commands, key=lambda c: c.time):
+        if previous is not None and command.time - previous > 0.05:
+            lines.append(f"sleep {command.time - previous:.2f}")
+        previous = command.time
+        if command.comment:
+            lines.append(f"# {command.comment}")
+        argv = list(command.argv)
+        if command.container is None:
+            lines.append(shlex.join(argv))
+            continue
+        text = shlex.join(argv)
+        if argv[:2] == ["sh", "-c"]:
+            variable = next((name for name, script in SCRIPTS.items() if script == argv[2]), None)
+            if variable:
+                text = f'sh -c "${variable}" ' + shlex.join(argv[3:])
+        lines.append(f"docker exec {'-d ' if command.detach else ''}{shlex.quote(command.container)} {text}")
+    return "\n".join(lines) + "\n"
+
+
+def _read_up_trace(lab: str) -> str:
+    path = lab_api.trace_path(lab)
+    return path.read_text() if path.exists() else ""
+
+
+class _SigintDeferred:
+    """Keep Ctrl-C from interrupting the cleanup (main thread only)."""
+
+    def __enter__(self) -> "_SigintDeferred":
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
+def _finish_run(run: Run, grace: int, progress: Progress, plots: bool) -> dict[str, Any]:
+    """Stop everything, copy files out, lay them out, write summary, checklist, commands.sh, plots."""
+    from .results import arrange_files, build_summary, write_summary
+    _stop_and_collect(run, grace, progress)
+    _write_run_meta(run, bool(run.reasons))
+    commands = run.results_dir / "commands.sh"
+    commands.write_text(render_commands(run))
+    commands.chmod(0o755)
+    progress("writing the summary")
+    arrange_files(run.results_dir)
+    summary = build_summary(run.results_dir)
+    write_summary(run.results_dir, summary)
+    if plots:
+        progress("drawing plots")
+        from .plots import draw_all
+        try:
+            summary["plots"] = [path.name for path in draw_all(run.results_dir, summary)]
+        except Exception as exc:  # noqa: BLE001 - plots must not lose the results
+            summary.setdefault("reasons", []).append(f"plots failed: {exc}")
+        write_summary(run.results_dir, summary)
+    return summary
+
+
+def run_experiment(lab: str | None = None, topology: Topology | None = None, *, duration: float | None = None,
+                   results_root: Path = Path("results"), progress: Progress = lambda _: None,
+                   bring_up_if_needed: bool = True, allow_no_impairments: bool = False, baseline: bool = False,
+                   sample_period: float = 0.5, plots: bool = True) -> RunResult:
+    """Run the topology's flows on lab ``lab`` (bringing it up from ``topology`` if needed)
+    and write everything to ``results_root/<lab>-<YYYYmmdd-HHMMSS>/``."""
+    name, resolved, state = resolve_inputs(lab, topology, duration, bring_up_if_needed)
+    checklist = make_checklist(resolved)
+    if state is None:
+        progress(f"lab {name} is not up: bringing it up")
+        assert topology is not None  # resolve_inputs refuses a lab that is not up without a topology
+        up_model = copy.deepcopy(topology)
+        up_model.locations, up_model.name = topology.locations, name
+        state = lab_api.bring_up(up_model, allow_no_impairments=allow_no_impairments, progress=progress).state
+    run = _plan_run(name, resolved, state, Path(results_root), sample_period)
+    run.up_trace = _read_up_trace(name)
+    _write_inputs(run, checklist)
+    interrupted, failure = False, None
+    try:
+        progress(f"starting monitors and samplers on {len(run.agents)} node(s)")
+        parallel(lambda node: _start_agent(run, node), run.agents, 8)
+        _run_phase(run, list(run.scheduled), progress, "flows")
+        if any(flow.protocol == "mptcp" and (baseline or flow.baseline) for flow in resolved.flows):
+            extra = _baseline_flows(run, checklist, baseline)
+            run.scheduled += extra
+            if extra:
+                _run_phase(run, extra, progress, "single-path TCP baseline")
+    except KeyboardInterrupt:
+        interrupted = True
+        run.reasons.append("interrupted (Ctrl-C): partial results")
+    except Exception as exc:  # noqa: BLE001 - stop what was started, keep what was measured, then re-raise
+        failure = exc
+        run.reasons.append(f"failed: {exc if isinstance(exc, MptcpdockError) else repr(exc)}")
+    with _SigintDeferred():
+        summary = _finish_run(run, 2 if (interrupted or failure) else FINISH_GRACE, progress, plots)
+    if failure is not None:
+        if isinstance(failure, MptcpdockError):
+            raise RuntimeFailure(f"{failure} (partial results in {run.results_dir})") from failure
+        raise failure
+    return RunResult(run.results_dir, summary, bool(summary.get("incomplete")))
+
+
+# -- CLI -------------------------------------------------------------------------------------
+
+
+@click.command("run")
+@click.argument("topology", required=False, type=click.Path(dir_okay=False))
+@click.option("--lab", "lab_name", help="The lab to run on (default: the topology's name, or the only lab up).")
+@click.option("--duration", type=float, help="Every flow lasts this many seconds (iperf3 rounds up to whole seconds).")
+@click.option("--results", "results_root", type=click.Path(file_okay=False), default="results", show_default=True,
+              help="Where results/<lab>-<timestamp>/ goes.")
+@click.option("--allow-no-impairments", is_flag=True,
+              help="When the lab must be brought up and the kernel has no netem, proceed with rates only.")
+@click.option("--baseline", is_flag=True,
+              help="After the flows, measure single-path TCP over each path of every MPTCP flow, one at a time.")
+@click.option("--sample-period", type=click.FloatRange(0.1, 10), default=0.5, show_default=True,
+              help="Seconds between ss / interface counter samples.")
+@click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
+def run_command(topology: str | None, lab_name: str | None, duration: float | None, results_root: str,
+                allow_no_impairments: bool, baseline: bool, sample_period: float, no_plots: bool) -> None:
+    """Run the flows of TOPOLOGY (or of the running lab) and collect the results."""
+    from .cli import err, out, steps
+    from .results import render_table
+    if duration is not None and duration <= 0:
+        raise MptcpdockError(f"--duration {duration:g}: give a positive number of seconds")
+    model = load_topology(topology) if topology else None
+    lab_api.docker_reachable()
+    with steps("running", False) as progress:
+        result = run_experiment(lab_name, model, duration=duration, results_root=Path(results_root),
+                                progress=progress, allow_no_impairments=allow_no_impairments or bool(model and
+                                model.allow_no_impairments), baseline=baseline, sample_period=sample_period,
+                                plots=not no_plots)
+    click.echo(render_table(result.summary))
+    out.print(f"\nresults: {result.results_dir}")
+    if result.incomplete:
+        err.print("[yellow]incomplete:[/] " + "; ".join(result.summary.get("reasons", [])), soft_wrap=True)
+        if any("interrupted" in reason for reason in result.summary.get("reasons", [])):
+            raise SystemExit(130)
+
+
+@click.command("report")
+@click.argument("results_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--no-plots", is_flag=True)
+def report_command(results_dir: str, no_plots: bool) -> None:
+    """Reprint the summary table of RESULTS_DIR and redraw its plots."""
+    from .cli import out
+    from .results import load_or_build_summary, render_table, write_summary
+    path = Path(results_dir)
+    summary = load_or_build_summary(path)
+    click.echo(render_table(summary))
+    if not no_plots:
+        from .plots import draw_all
+        summary["plots"] = [p.name for p in draw_all(path, summary)]
+        write_summary(path, summary)
+        out.print(f"\nplots: {', '.join(summary['plots'])} in {path / 'plots'}")

@@ -1,0 +1,158 @@
+"""PNG plots of a run (matplotlib, Agg backend), from summary.json and the raw samples.
+
+* ``throughput.png``: goodput over time per flow (iperf3's receiver-side intervals);
+* ``paths.png``: received throughput over time per interface of each flow's receiving
+  host (interface byte counters): one line per path;
+* ``subflows.png``: smoothed RTT and congestion window per subflow, from the sender's
+  ``ss -ti`` samples.
+
+Time is in seconds since the run's t=0 (when the first flow could start).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .parsers import parse_samples
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def draw_all(results_dir: Path, summary: dict[str, Any]) -> list[Path]:
+    folder = results_dir / "plots"
+    folder.mkdir(exist_ok=True)
+    samples = {}
+    for path in sorted((results_dir / "samples").glob("*.txt")):
+        samples[path.stem] = parse_samples(path.read_text(errors="replace"))
+    t0 = summary.get("t0") or 0.0
+    out = [draw_throughput(folder / "throughput.png", summary),
+           draw_paths(folder / "paths.png", summary, samples, t0),
+           draw_subflows(folder / "subflows.png", summary, samples, t0)]
+    return [path for path in out if path is not None]
+
+
+def draw_throughput(path: Path, summary: dict[str, Any]) -> Path | None:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    drawn = False
+    for flow in summary.get("flows", []):
+        points = flow.get("intervals") or []
+        if not points:
+            continue
+        times = [point[0] for point in points]
+        rates = [point[1] / 1e6 for point in points]
+        label = f"{flow['name']} ({flow['protocol']})"
+        ax.step(times, rates, where="pre", label=label, linestyle="--" if flow.get("role") == "baseline" else "-")
+        drawn = True
+    if not drawn:
+        plt.close(fig)
+        return None
+    ax.set_xlabel("time since t=0 (s)")
+    ax.set_ylabel("goodput (Mbit/s)")
+    ax.set_title("Goodput per flow (iperf3 receiver, 1 s intervals)")
+    ax.set_ylim(bottom=0)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def interface_rates(samples: list, interfaces: set[str]) -> dict[str, tuple[list[float], list[float]]]:
+    """interface -> (times, received Mbit/s) between consecutive samples."""
+    out: dict[str, tuple[list[float], list[float]]] = {}
+    previous = None
+    for sample in samples:
+        if not sample.interfaces:
+            continue
+        if previous is not None and sample.time > previous.time:
+            dt = sample.time - previous.time
+            for name in interfaces:
+                if name in sample.interfaces and name in previous.interfaces:
+                    rate = (sample.interfaces[name][0] - previous.interfaces[name][0]) * 8 / dt / 1e6
+                    times, rates = out.setdefault(name, ([], []))
+                    times.append(sample.time)
+                    rates.append(max(rate, 0.0))
+        previous = sample
+    return out
+
+
+def draw_paths(path: Path, summary: dict[str, Any], samples: dict[str, list], t0: float) -> Path | None:
+    receivers: dict[str, set[str]] = {}
+    for flow in summary.get("flows", []):
+        for item in flow.get("paths", []):
+            if item.get("receiver_interface"):
+                receivers.setdefault(flow["receiver"], set()).add(item["receiver_interface"])
+    receivers = {node: names for node, names in receivers.items() if samples.get(node)}
+    if not receivers:
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(receivers), 1, figsize=(9, 3.5 * len(receivers)), squeeze=False)
+    for ax, (node, names) in zip(axes[:, 0], sorted(receivers.items())):
+        for name, (times, rates) in sorted(interface_rates(samples[node], names).items()):
+            ax.plot([t - t0 for t in times], rates, label=f"{node} {name} (received)")
+        ax.set_ylabel("Mbit/s")
+        ax.set_title(f"Throughput per path at {node} (interface counters)")
+        ax.set_ylim(bottom=0)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize="small")
+    axes[-1, 0].set_xlabel("time since t=0 (s)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def subflow_series(summary: dict[str, Any], samples: dict[str, list]) -> list[tuple[str, list[float], list[float], list[float]]]:
+    """(label, times, rtt ms, cwnd) per subflow of every flow, from its sender's samples."""
+    out = []
+    for flow in summary.get("flows", []):
+        node_samples = samples.get(flow.get("sender") or "", [])
+        for item in flow.get("paths", []):
+            for local, lport, peer, pport in item.get("sockets", []):
+                times, rtts, cwnds = [], [], []
+                for sample in node_samples:
+                    for sock in sample.sockets:
+                        if (sock.netid == "tcp" and sock.local == local and sock.local_port == lport
+                                and sock.peer == peer and sock.peer_port == pport and "rtt_ms" in sock.info):
+                            times.append(sample.time)
+                            rtts.append(sock.info["rtt_ms"])
+                            cwnds.append(sock.info.get("cwnd", 0))
+                if len(times) >= 2 and max(s.info.get("bytes_acked", 0) for sample in node_samples
+                                           for s in sample.sockets if s.local_port == lport and s.local == local) > 100_000:
+                    label = f"{flow['name']}: {local} -> {peer}"
+                    out.append((label, times, rtts, cwnds))
+    return out
+
+
+def draw_subflows(path: Path, summary: dict[str, Any], samples: dict[str, list], t0: float) -> Path | None:
+    series = subflow_series(summary, samples)
+    if not series:
+        return None
+    plt = _pyplot()
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 7), sharex=True)
+    for label, times, rtts, cwnds in series:
+        shifted = [t - t0 for t in times]
+        top.plot(shifted, rtts, label=label)
+        bottom.plot(shifted, cwnds, label=label)
+    top.set_ylabel("smoothed RTT (ms)")
+    top.set_title("RTT and congestion window per subflow (sender's ss -ti)")
+    bottom.set_ylabel("cwnd (segments)")
+    bottom.set_xlabel("time since t=0 (s)")
+    for ax in (top, bottom):
+        ax.set_ylim(bottom=0)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
