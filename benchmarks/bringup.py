@@ -62,7 +62,8 @@ def chain_topology(nodes: int, name: str) -> Topology:
 
     Link k (between node k and k+1) gets 10.<k // 256>.<k % 256>.0/24 from the pool, so node
     i reaches everything to its left with a few summarised prefixes via its left link and
-    everything to its right with a default route via its right link.
+    everything to its right with a default route via its right link. The two hosts send
+    with TTL 255: a 100-node chain is 98 routers long, more than the default TTL of 64.
     """
     if nodes < 2:
         raise ValueError("a chain needs at least two nodes")
@@ -72,7 +73,8 @@ def chain_topology(nodes: int, name: str) -> Topology:
         host = i in (0, nodes - 1)
         mptcp = Mptcp(subflows=2, add_addr_accepted=2,
                       endpoints=[Endpoint("eth0", ("subflow",))] if host else [])
-        topo.nodes[node_name] = Node(name=node_name, kind="host" if host else "router", mptcp=mptcp)
+        topo.nodes[node_name] = Node(name=node_name, kind="host" if host else "router", mptcp=mptcp,
+                                     sysctls={"net.ipv4.ip_default_ttl": "255"} if host else {})
     for k in range(nodes - 1):
         topo.links.append(Link(a=LinkEnd(names[k]), b=LinkEnd(names[k + 1]),
                                shaping=Shaping(rate=100_000_000)))
@@ -153,6 +155,7 @@ class Row:
     floor_up: list[float] = field(default_factory=list)
     floor_down: list[float] = field(default_factory=list)
     phases: dict[str, float] = field(default_factory=dict)
+    broken: str | None = None  # the end-to-end check's failure, if any
 
     @staticmethod
     def median(values: list[float]) -> float:
@@ -172,9 +175,9 @@ def check_end_to_end(result) -> None:
     topology = result.plan.topology
     hosts = [name for name, node in topology.nodes.items() if node.kind == "host"]
     target = topology.links_of(hosts[-1])[0].end(hosts[-1]).address
-    done = docker_api.run_exec(result.state.container(hosts[0]), ["ping", "-c", "3", "-i", "0.2", "-W", "3", target])
+    done = docker_api.run_exec(result.state.container(hosts[0]), ["ping", "-c", "3", "-i", "0.2", "-W", "3", "-t", "255", target])
     if done.exit_code != 0:
-        raise SystemExit(f"{topology.name}: {hosts[0]} cannot reach {hosts[-1]} ({target}): {done.stdout[-300:]}")
+        raise RuntimeError(f"{topology.name}: {hosts[0]} cannot reach {hosts[-1]} ({target}): {done.stdout[-300:]}")
 
 
 def clean(lab: str) -> None:
@@ -200,7 +203,11 @@ def measure(label: str, topology: Topology, repeat: int, log) -> Row:
                 row.up.append(time.perf_counter() - start)
                 row.phases = dict(result.timings)
                 if attempt == 0:
-                    check_end_to_end(result)  # untimed: a lab that does not work proves nothing
+                    try:  # untimed: a lab that does not work proves nothing
+                        check_end_to_end(result)
+                    except RuntimeError as exc:
+                        row.broken = str(exc).splitlines()[0]
+                        log(f"  {label}: BROKEN: {row.broken}")
                 start = time.perf_counter()
                 lab_api.tear_down(lab)
                 row.down.append(time.perf_counter() - start)
@@ -234,6 +241,7 @@ def report(rows: list[Row]) -> tuple[str, list[str]]:
             verdicts.append(f"target: up of a {row.nodes}-node lab <= {FLOOR_RATIO_TARGET}x the raw floor: "
                             f"{row.up_ratio:.3f}x ({row.median(row.up):.2f} s vs {row.median(row.floor_up):.2f} s)"
                             f" -> {'MET' if ok else 'MISSED'}")
+    verdicts += [f"BROKEN: {row.topology}: {row.broken}" for row in rows if row.broken]
     return table, verdicts
 
 
@@ -269,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps([asdict(row) for row in rows], indent=2))
-    return 1 if any(v.endswith("MISSED") for v in verdicts) else 0
+    return 1 if any(v.endswith("MISSED") or v.startswith("BROKEN") for v in verdicts) else 0
 
 
 if __name__ == "__main__":

@@ -184,6 +184,9 @@ def create_container(
         privileged=privileged,
         init=True,
         network_mode=first[0] if first else "none",
+        # The runtime reads each node's first output (its configuration report) from the
+        # logs: keep them readable whatever the daemon's default log driver, and small.
+        log_config=docker.types.LogConfig(type="json-file", config={"max-size": "1m", "max-file": "1"}),
     )
     networking = None
     if first:

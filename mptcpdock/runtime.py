@@ -225,19 +225,18 @@ def _up(plan: Plan, trace: Trace, timings: dict[str, float], start: float, allow
         # containers need not wait for the probe.
         reduced = make_plan(plan.topology, drop_impairments=True) if plan.netem_links else plan
 
-        def bring_up_node(node: NodePlan) -> tuple[str, dict[str, str]]:
+        def create_node(node: NodePlan) -> str:
             attachments[node.name] = [
                 (network, carrier_address(subnet, link_plans[interface.link], node.name), interface.name)
                 for interface in node.interfaces
                 for network, subnet in [network_futures[interface.link].result()]
             ]
-            cid = _create_node(lab, node, attachments[node.name], reduced.nodes[node.name], trace)
-            if fail_after == "containers":
-                return cid, {}
-            return cid, wait_configured(lab, node, cid, attachments[node.name], reduced.nodes[node.name], trace)
+            return _create_node(lab, node, attachments[node.name], reduced.nodes[node.name], trace)
 
+        # Nodes configure themselves while later containers are created; their reports are
+        # collected (in the same pool, behind the creations) once each container has started.
         node_pool = pools.pool(WORKERS)
-        node_futures = {node_pool.submit(bring_up_node, node): node.name for node in _creation_order(plan)}
+        node_futures = {node_pool.submit(create_node, node): node.name for node in _creation_order(plan)}
         probe = probe_future.result()
         timings["probe"] = elapsed()
         drop = require(probe, netem_links=plan.netem_links, rate_links=True, allow_no_impairments=allow_no_impairments)
@@ -245,16 +244,21 @@ def _up(plan: Plan, trace: Trace, timings: dict[str, float], start: float, allow
             progress(f"no netem in this kernel: applying rates only on {', '.join(plan.netem_links)}")
             plan = reduced
         container_ids: dict[str, str] = {}
-        renames: dict[str, dict[str, str]] = {}
+        configured: dict[str, Future[dict[str, str]]] = {}
         for done, future in enumerate(as_completed(node_futures), 1):
             name = node_futures[future]
-            container_ids[name], renames[name] = future.result()
+            container_ids[name] = future.result()
+            if fail_after != "containers":
+                configured[name] = node_pool.submit(wait_configured, lab, plan.nodes[name], container_ids[name],
+                                                    attachments[name], reduced.nodes[name], trace)
             if done % 25 == 0 and done < len(node_futures):
-                progress(f"{done} of {len(node_futures)} nodes up")
-        timings["containers"] = timings["configure"] = elapsed()
+                progress(f"{done} of {len(node_futures)} containers started")
+        timings["containers"] = elapsed()
         networks = {link.name: network_futures[link.name].result()[0] for link in plan.links}  # all done by now
         if fail_after == "containers":
             raise RuntimeFailure("injected failure after creating containers")
+        renames = {name: future.result() for name, future in configured.items()}
+        timings["configure"] = elapsed()
         if fail_after == "configure":
             raise RuntimeFailure("injected failure after configuring nodes")
 
