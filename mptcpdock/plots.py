@@ -17,6 +17,15 @@ from typing import Any
 from .parsers import parse_samples
 
 
+
+def _save(fig, path: Path) -> Path:
+    """Lay out, write the PNG and free the figure."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    _pyplot().close(fig)
+    return path
+
+
 def _pyplot():
     import matplotlib
 
@@ -61,10 +70,7 @@ def draw_throughput(path: Path, summary: dict[str, Any]) -> Path | None:
     ax.set_ylim(bottom=0)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def interface_rates(samples: list, interfaces: set[str]) -> dict[str, tuple[list[float], list[float]]]:
@@ -106,10 +112,7 @@ def draw_paths(path: Path, summary: dict[str, Any], samples: dict[str, list], t0
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize="small")
     axes[-1, 0].set_xlabel("time since t=0 (s)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def subflow_series(summary: dict[str, Any], samples: dict[str, list]) -> list[tuple[str, list[float], list[float], list[float]]]:
@@ -152,7 +155,4 @@ def draw_subflows(path: Path, summary: dict[str, Any], samples: dict[str, list],
         ax.set_ylim(bottom=0)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize="small")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
