@@ -50,19 +50,23 @@ sleep 0.1
 echo started
 """
 
+#: Shell lines that run "$@" recording, under $dir/$name: its start and end times, pid,
+#: output (.json), errors (.err) and exit status (.rc). Shared by servers and clients.
+_RECORDED_RUN = r"""date +%s.%N > "$dir/$name.start"
+"$@" > "$dir/$name.json" 2> "$dir/$name.err" &
+echo $! > "$dir/$name.pid"
+wait $!
+echo $? > "$dir/$name.rc"
+date +%s.%N > "$dir/$name.end"
+"""
+
 #: args: RUN_DIR NAME PORT COMMAND... Starts the iperf3 server in the background and
 #: returns once it listens on PORT (exit 1 with its error otherwise).
 SERVER = r"""set -u
 dir=$1; name=$2; port=$3; shift 3
 if [ -n "$(ss -Hltn "sport = :$port")" ]; then echo "port $port is already in use on this node"; exit 1; fi
 (
-  date +%s.%N > "$dir/$name.start"
-  "$@" > "$dir/$name.json" 2> "$dir/$name.err" &
-  echo $! > "$dir/$name.pid"
-  wait $!
-  echo $? > "$dir/$name.rc"
-  date +%s.%N > "$dir/$name.end"
-) > /dev/null 2>&1 &
+""" + _RECORDED_RUN + r""") > /dev/null 2>&1 &
 i=0
 while [ $i -lt 100 ]; do
   if [ -n "$(ss -Hltn "sport = :$port")" ]; then echo listening; exit 0; fi
@@ -75,13 +79,7 @@ echo "the server does not listen on port $port after 5 s"; exit 1
 #: args: RUN_DIR NAME COMMAND... Runs the iperf3 client (started detached, at its time).
 CLIENT = r"""set -u
 dir=$1; name=$2; shift 2
-date +%s.%N > "$dir/$name.start"
-"$@" > "$dir/$name.json" 2> "$dir/$name.err" &
-echo $! > "$dir/$name.pid"
-wait $!
-echo $? > "$dir/$name.rc"
-date +%s.%N > "$dir/$name.end"
-"""
+""" + _RECORDED_RUN
 
 #: args: RUN_DIR GRACE. Waits up to GRACE seconds for clients and servers to end, then
 #: stops everything this run started on the node (monitor, sampler, leftovers) by pid.
