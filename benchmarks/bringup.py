@@ -3,9 +3,9 @@
 For each topology (the seed topologies in ``topologies/`` and generated chains of 16, 50
 and 100 nodes) this script
 
-1. brings the lab up with :func:`mptcpdock.lab.bring_up` (validate, plan, kernel probe,
+1. brings the lab up with :func:`mptcpdock.runtime.lab.bring_up` (validate, plan, kernel probe,
    networks, containers, one configuration exec per node, state file) and takes it down
-   with :func:`mptcpdock.lab.tear_down`, timing both;
+   with :func:`mptcpdock.runtime.lab.tear_down`, timing both;
 2. measures the *raw floor*: the same networks and the same containers (same image, caps,
    sysctls, attachments, labels) created and started with the same SDK client, the same
    thread counts, the same connection pool and the same overlap of network and container
@@ -42,10 +42,10 @@ from tabulate import tabulate
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mptcpdock import docker_api, lab as lab_api, runtime  # noqa: E402
-from mptcpdock.loader import load_topology  # noqa: E402
-from mptcpdock.model import Endpoint, Link, LinkEnd, Mptcp, Node, Route, Shaping, Topology  # noqa: E402
-from mptcpdock.plan import Plan  # noqa: E402
+from mptcpdock.runtime import docker_api, lab as lab_api, apply  # noqa: E402
+from mptcpdock.topology.loader import load_topology  # noqa: E402
+from mptcpdock.topology.model import Endpoint, Link, LinkEnd, Mptcp, Node, Route, Shaping, Topology  # noqa: E402
+from mptcpdock.plan.commands import Plan  # noqa: E402
 
 SEEDS = ("mptcp-default-configuration.yaml", "mptcp-helper.yaml", "mptcp-mega-dumbbell.yaml")
 EX1 = "mptcp-default-configuration.yaml"
@@ -113,22 +113,22 @@ def floor_up(plan: Plan, lab: str) -> float:
     labels = lambda role, **extra: {docker_api.LABEL_LAB: lab, docker_api.LABEL_ROLE: role, **extra}  # noqa: E731
 
     def network(link) -> ipaddress.IPv4Network:
-        return runtime.create_link_network(lab, link.name, carriers)[1]
+        return apply.create_link_network(lab, link.name, carriers)[1]
 
-    with ThreadPoolExecutor(runtime.NETWORK_WORKERS) as network_pool, ThreadPoolExecutor(runtime.WORKERS) as node_pool:
+    with ThreadPoolExecutor(apply.NETWORK_WORKERS) as network_pool, ThreadPoolExecutor(apply.WORKERS) as node_pool:
         networks = {link.name: network_pool.submit(network, link) for link in plan.links}
 
         def create(node) -> None:
-            attachments = [(runtime.network_name(lab, i.link),
-                            runtime.carrier_address(networks[i.link].result(), links[i.link], node.name))
+            attachments = [(apply.network_name(lab, i.link),
+                            apply.carrier_address(networks[i.link].result(), links[i.link], node.name))
                            for i in node.interfaces]
             cid = docker_api.create_container(
-                name=runtime.container_name(lab, node.name), hostname=node.name, image=node.image,
+                name=apply.container_name(lab, node.name), hostname=node.name, image=node.image,
                 labels=labels("node", **{docker_api.LABEL_NODE: node.name}), cap_add=node.cap_add,
                 sysctls=node.sysctls, privileged=node.privileged, networks=attachments)
             docker_api.start_container(cid)
 
-        futures = [node_pool.submit(create, node) for node in runtime._creation_order(plan)]
+        futures = [node_pool.submit(create, node) for node in apply._creation_order(plan)]
         for future in futures + list(networks.values()):
             future.result()
     return time.perf_counter() - start
@@ -137,9 +137,9 @@ def floor_up(plan: Plan, lab: str) -> float:
 def floor_down(lab: str) -> float:
     """Remove the floor's objects the way ``down`` does (containers, then networks)."""
     start = time.perf_counter()
-    runtime.parallel(lambda c: docker_api.remove_container(c["Id"]), docker_api.lab_containers(lab), runtime.WORKERS)
-    runtime.parallel(lambda n: docker_api.remove_network(n["Id"]), docker_api.lab_networks(lab),
-                     runtime.NETWORK_WORKERS)
+    apply.parallel(lambda c: docker_api.remove_container(c["Id"]), docker_api.lab_containers(lab), apply.WORKERS)
+    apply.parallel(lambda n: docker_api.remove_network(n["Id"]), docker_api.lab_networks(lab),
+                   apply.NETWORK_WORKERS)
     return time.perf_counter() - start
 
 
@@ -182,7 +182,7 @@ def check_end_to_end(result) -> None:
 
 def clean(lab: str) -> None:
     if docker_api.lab_containers(lab) or docker_api.lab_networks(lab):
-        runtime.down(lab)
+        apply.down(lab)
 
 
 def measure(label: str, topology: Topology, repeat: int, log) -> Row:
@@ -270,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     table, verdicts = report(rows)
     print(table)
     print()
-    print(f"runtime: {runtime.WORKERS} node workers, {runtime.NETWORK_WORKERS} network workers, "
+    print(f"runtime: {apply.WORKERS} node workers, {apply.NETWORK_WORKERS} network workers, "
           f"SDK pool {docker_api.POOL_SIZE}; medians of {args.repeat} run(s)")
     for verdict in verdicts:
         print(verdict)

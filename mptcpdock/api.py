@@ -1,6 +1,6 @@
 """Build, run and read a lab from Python: the same model and pipeline as the YAML path.
 
-A :class:`Lab` holds a :class:`mptcpdock.model.Topology` and edits it through small typed
+A :class:`Lab` holds a :class:`mptcpdock.topology.model.Topology` and edits it through small typed
 calls; everything after that (validate, plan, up, run, down) is the code the CLI uses::
 
     from mptcpdock.api import Lab
@@ -42,14 +42,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from .errors import TopologyError
-from .model import Endpoint, Flow, Link, LinkEnd, Mptcp, Node, Route, Shaping, Topology
-from .units import UnitError, parse_percent, parse_rate, parse_seconds, parse_time_us
+from .topology.model import Endpoint, Flow, Link, LinkEnd, Mptcp, Node, Route, Shaping, Topology
+from .topology.units import UnitError, parse_percent, parse_rate, parse_seconds, parse_time_us
 
 if TYPE_CHECKING:
-    from .experiment import RunResult
-    from .plan import Plan
-    from .runtime import UpResult
-    from .state import LabState
+    from .experiment.runner import RunResult
+    from .plan.commands import Plan
+    from .runtime.apply import UpResult
+    from .runtime.state import LabState
 
 Progress = Callable[[str], None]
 _PACKAGE_DIR = str(Path(__file__).resolve().parent)
@@ -370,7 +370,7 @@ class Lab:
     @classmethod
     def load(cls, path: str | Path, *, name: str | None = None) -> "Lab":
         """A lab from a topology YAML file."""
-        from .loader import load_topology
+        from .topology.loader import load_topology
         return cls.from_topology(load_topology(path, name=name))
 
     @property
@@ -477,17 +477,17 @@ class Lab:
     # the pipeline ------------------------------------------------------------------------------
     def resolved(self) -> Topology:
         """The validated copy: every default filled in. Raises :class:`TopologyError`."""
-        from .validate import validate
+        from .topology.validate import validate
         return validate(self.topology)
 
     def plan(self) -> "Plan":
         """Everything ``up`` would do, without Docker."""
-        from .lab import prepare
+        from .runtime.lab import prepare
         return prepare(self.topology)
 
     def to_yaml(self, *, resolved: bool = False) -> str:
         """The equivalent topology file (``resolved=True``: with every default written out)."""
-        from .loader import topology_to_yaml
+        from .topology.loader import topology_to_yaml
         return topology_to_yaml(self.resolved() if resolved else self.topology)
 
     def write_yaml(self, path: str | Path, *, resolved: bool = False) -> Path:
@@ -499,7 +499,7 @@ class Lab:
         """Bring the lab up on Docker (validating first). ``allow_no_impairments``: proceed
         with rates only where the kernel has no netem (default: the topology's setting)."""
         stop_if_capturing(self.topology)
-        from . import lab as lab_api
+        from .runtime import lab as lab_api
         allow = self.topology.allow_no_impairments if allow_no_impairments is None else allow_no_impairments
         return lab_api.bring_up(self.topology, allow_no_impairments=allow, progress=progress)
 
@@ -510,7 +510,7 @@ class Lab:
         directory as ``mptcpdock run``. ``duration`` overrides every flow's duration;
         ``baseline`` also measures single-path TCP over each path an MPTCP flow used."""
         stop_if_capturing(self.topology)
-        from .experiment import run_experiment
+        from .experiment.runner import run_experiment
         allow = self.topology.allow_no_impairments if allow_no_impairments is None else allow_no_impairments
         return run_experiment(self.name, self.topology, duration=duration, results_root=Path(results_root),
                               progress=progress, bring_up_if_needed=bring_up_if_needed,
@@ -518,7 +518,7 @@ class Lab:
 
     def down(self, progress: Progress = _quiet) -> tuple[int, int]:
         """Remove the lab's containers and networks (idempotent): (containers, networks)."""
-        from . import lab as lab_api
+        from .runtime import lab as lab_api
         _, containers, networks = lab_api.tear_down(self.name, progress)
         return containers, networks
 
@@ -532,12 +532,12 @@ class Lab:
             self.down()
 
     def state(self) -> "LabState":
-        from .state import load_state
+        from .runtime.state import load_state
         return load_state(self.name)
 
     def exec(self, node: "NodeRef | str", argv: Sequence[str]) -> Any:
         """Run ``argv`` in a node of the running lab; returns an ExecResult."""
-        from .docker_api import run_exec
+        from .runtime.docker_api import run_exec
         return run_exec(self.state().container(_node_name(node)[0]), list(argv))
 
     def __repr__(self) -> str:
@@ -552,7 +552,7 @@ def positional_interfaces(topology: Topology) -> Topology:
     in link order), every reference (routes, endpoints) renamed with them, and the lab's name
     and source blanked: two descriptions of the same network compare equal with ``==``
     whatever they call their interfaces."""
-    from .validate import validate
+    from .topology.validate import validate
     resolved = validate(topology)
     renames: dict[str, dict[str, str]] = {name: {} for name in resolved.nodes}
     for link in resolved.links:

@@ -12,9 +12,10 @@ import click
 from rich.console import Console
 from tabulate import tabulate
 
-from . import __version__, lab as lab_api
+from . import __version__
+from .runtime import lab as lab_api
 from .errors import MptcpdockError
-from .loader import load_topology
+from .topology.loader import load_topology
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
@@ -120,7 +121,7 @@ def exec_(lab_name: str | None, node: str, command: tuple[str, ...]) -> None:
         if not docker:
             raise MptcpdockError("an interactive shell needs the docker CLI; give a command instead")
         os.execv(docker, [docker, "exec", "-it", container, "bash"])
-    from .docker_api import run_exec
+    from .runtime.docker_api import run_exec
     result = run_exec(container, list(command))
     sys.stdout.write(result.stdout)
     sys.stderr.write(result.stderr)
@@ -132,8 +133,8 @@ def exec_(lab_name: str | None, node: str, command: tuple[str, ...]) -> None:
 @click.option("--no-impairments", is_flag=True, help="Plan as on a kernel without netem.")
 def plan(topology: str, no_impairments: bool) -> None:
     """Print the commands 'up' would run in each node (no Docker needed)."""
-    from .plan import make_plan
-    from .validate import validate
+    from .plan.commands import make_plan
+    from .topology.validate import validate
     made = make_plan(validate(load_topology(topology)), drop_impairments=no_impairments)
     for node, line in made.trace_lines():
         out.print(f"[dim]{node:>8}[/]  {line}", soft_wrap=True)
@@ -150,7 +151,7 @@ def image() -> None:
               help="Create debian:bookworm-slim locally (debootstrap) when it cannot be pulled.")
 def image_build(tag: str | None, create_base: str) -> None:
     from . import NODE_IMAGE
-    from .image import build_node_image
+    from .runtime.image import build_node_image
     build_node_image(None, tag or NODE_IMAGE, create_base=create_base, log=lambda line: err.print(line, markup=False))  # type: ignore[arg-type]
     out.print(f"built {tag or NODE_IMAGE}")
 
@@ -160,14 +161,14 @@ def image_build(tag: str | None, create_base: str) -> None:
 @click.option("--tag", default=None)
 def image_save(path: str, tag: str | None) -> None:
     from . import NODE_IMAGE
-    from .image import save_image
+    from .runtime.image import save_image
     out.print(f"saved to {save_image(None, tag or NODE_IMAGE, path)}")
 
 
 @image.command("load")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
 def image_load(path: str) -> None:
-    from .image import load_image
+    from .runtime.image import load_image
     for loaded in load_image(None, path):
         out.print(f"loaded {', '.join(loaded.tags) or loaded.id}")
 
@@ -176,7 +177,7 @@ from .export import export_command  # noqa: E402
 
 main.add_command(export_command)
 
-from .experiment import report_command, run_command  # noqa: E402 - registered after the group exists
+from .experiment.runner import report_command, run_command  # noqa: E402 - registered after the group exists
 
 main.add_command(run_command)
 main.add_command(report_command)

@@ -1,7 +1,7 @@
 """``mptcpdock routes``: the routes and policy rules mptcpdock computes for each node, and on a
 running lab what the kernel actually has (``ip rule``, ``ip route show table all``).
 
-The computation is :mod:`mptcpdock.routing`'s; this module only shows and compares it.
+The computation is :mod:`mptcpdock.plan.routing`'s; this module only shows and compares it.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 from tabulate import tabulate
 
-from .routing import NodeRouting, compute_routing
+from .plan.routing import NodeRouting, compute_routing
 
 #: One exec per node: the rules, a separator, then every table but 'local'.
 KERNEL_SCRIPT = "ip -4 rule show; echo '---'; ip -4 route show table all"
@@ -106,7 +106,7 @@ def differences(routing: NodeRouting, kernel: KernelRouting) -> list[str]:
 
 
 def kernel_routing(container: str) -> KernelRouting:
-    from .docker_api import run_exec
+    from .runtime.docker_api import run_exec
 
     result = run_exec(container, ["sh", "-c", KERNEL_SCRIPT])
     return parse_kernel(result.stdout)
@@ -127,16 +127,16 @@ def routes_command(target: str | None, node: str | None, lab_name: str | None) -
     lab (then the kernel's rules and routes are shown too, and compared with the plan).
     """
     from .errors import MptcpdockError
-    from .validate import validate
+    from .topology.validate import validate
 
     if _is_topology_file(target):
         if lab_name:
             raise MptcpdockError("give either a topology file or --lab, not both")
-        from .loader import load_topology
+        from .topology.loader import load_topology
 
         topology, state = validate(load_topology(target)), None  # type: ignore[arg-type]
     else:
-        from . import lab as lab_api
+        from .runtime import lab as lab_api
 
         node = node or target
         state = lab_api.current_state(lab_name)
@@ -148,7 +148,7 @@ def routes_command(target: str | None, node: str | None, lab_name: str | None) -
             raise MptcpdockError(f"no node {name!r}; nodes: {', '.join(topology.nodes)}")
     kernels: dict[str, KernelRouting] = {}
     if state is not None:
-        from .runtime import parallel
+        from .runtime.apply import parallel
 
         kernels = dict(parallel(lambda name: (name, kernel_routing(state.container(name))), names))
     blocks = []

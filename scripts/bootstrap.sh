@@ -77,8 +77,8 @@ build_node_image() {
         say "building the node image: mptcpdock image build"
         "${SUDO[@]}" "$VENV/bin/mptcpdock" image build
     else
-        say "building the node image: mptcpdock.image.ensure_node_image()"
-        "${SUDO[@]}" "$VENV/bin/python" -c 'from mptcpdock.image import ensure_node_image; ensure_node_image()'
+        say "building the node image: mptcpdock.runtime.image.ensure_node_image()"
+        "${SUDO[@]}" "$VENV/bin/python" -c 'from mptcpdock.runtime.image import ensure_node_image; ensure_node_image()'
     fi
     if [ "${#SUDO[@]}" -gt 0 ] && ! docker info >/dev/null 2>&1; then
         say "note: $(id -un) cannot use docker without sudo (fix: sudo usermod -aG docker $(id -un), then log in again)"

@@ -9,9 +9,10 @@ from typing import Iterator
 
 import pytest
 
-from mptcpdock import NODE_IMAGE, lab as lab_api
-from mptcpdock.loader import load_topology
-from mptcpdock.model import Topology
+from mptcpdock import NODE_IMAGE
+from mptcpdock.runtime import lab as lab_api
+from mptcpdock.topology.loader import load_topology
+from mptcpdock.topology.model import Topology
 
 ROOT = Path(__file__).resolve().parent.parent
 TOPOLOGIES = ROOT / "topologies"
@@ -26,8 +27,8 @@ def _private_state(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
 @pytest.fixture(scope="session")
 def kernel_probe():
     """What the Docker host's kernel has (runs the probe container once per session)."""
-    from mptcpdock.image import ensure_node_image
-    from mptcpdock.probe import probe_kernel
+    from mptcpdock.runtime.image import ensure_node_image
+    from mptcpdock.runtime.probe import probe_kernel
 
     ensure_node_image(None, NODE_IMAGE)
     return probe_kernel(NODE_IMAGE, "pytest-probe")

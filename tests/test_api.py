@@ -21,9 +21,9 @@ from mptcpdock.compat.nest.topology.address_helper import AddressHelper
 from mptcpdock.compat.nest.topology.interface import DEFAULT_ENDPOINT_FLAGS
 from mptcpdock.compat.nest.topology.network import Network
 from mptcpdock.errors import TopologyError
-from mptcpdock.loader import load_topology, load_topology_text, topology_to_yaml
-from mptcpdock.model import Topology
-from mptcpdock.validate import validate
+from mptcpdock.topology.loader import load_topology, load_topology_text, topology_to_yaml
+from mptcpdock.topology.model import Topology
+from mptcpdock.topology.validate import validate
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"

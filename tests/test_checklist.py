@@ -10,16 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from mptcpdock.checklist import lookup_route, make_checklist, render_checklist
-from mptcpdock.experiment import _script, client_argv, server_argv
-from mptcpdock.loader import load_topology
-from mptcpdock.model import Endpoint, Flow
-from mptcpdock.node_scripts import SCRIPTS
-from mptcpdock.parsers import (parse_iperf3, parse_iperf3_version, parse_monitor, parse_proc_net_dev,
+from mptcpdock.plan.checklist import lookup_route, make_checklist, render_checklist
+from mptcpdock.experiment.runner import _script, client_argv, server_argv
+from mptcpdock.topology.loader import load_topology
+from mptcpdock.topology.model import Endpoint, Flow
+from mptcpdock.experiment.node_scripts import SCRIPTS
+from mptcpdock.report.parsers import (parse_iperf3, parse_iperf3_version, parse_monitor, parse_proc_net_dev,
                                parse_samples, parse_ss_line, split_endpoint)
-from mptcpdock.results import (connections_from_monitor, failed_attempts, flow_sockets, interface_bytes,
+from mptcpdock.report.summary import (connections_from_monitor, failed_attempts, flow_sockets, interface_bytes,
                                path_stats, render_table)
-from mptcpdock.validate import validate
+from mptcpdock.topology.validate import validate
 
 TOPOLOGIES = Path(__file__).resolve().parent.parent / "topologies"
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from mptcpdock import lab as lab_api
-from mptcpdock.loader import load_topology
+from mptcpdock.runtime import lab as lab_api
+from mptcpdock.topology.loader import load_topology
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -125,7 +125,7 @@ def test_mega_dumbbell_h2_uses_two_paths(tmp_path: Path, mptcp_kernel) -> None:
 
 def test_example_results_match_mptcpdock_run(tmp_path: Path, mptcp_kernel) -> None:
     """The NeST script and `mptcpdock run` on its YAML twin lay out the same results directory."""
-    from mptcpdock.experiment import run_experiment
+    from mptcpdock.experiment.runner import run_experiment
 
     (tmp_path / "script").mkdir()
     done = run_script(EXAMPLES / "mptcp-default-configuration.py", "nest-ex1s", tmp_path / "script",
@@ -191,4 +191,4 @@ def test_trace_and_failures(tmp_path: Path, mptcp_kernel) -> None:
     assert done.returncode == 1
     assert "RuntimeFailure" in done.stderr and "did not complete" in done.stderr
     assert (bad / "commands.sh").exists()
-    assert not lab_api.runtime.running_labs().get("nest-fail")
+    assert not lab_api.apply.running_labs().get("nest-fail")

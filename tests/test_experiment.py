@@ -24,10 +24,10 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import TOPOLOGIES, running_lab
-from mptcpdock import docker_api
-from mptcpdock.experiment import RunResult, run_experiment
-from mptcpdock.loader import load_topology
-from mptcpdock.model import Flow, Link, LinkEnd, Node, Shaping, Topology
+from mptcpdock.runtime import docker_api
+from mptcpdock.experiment.runner import RunResult, run_experiment
+from mptcpdock.topology.loader import load_topology
+from mptcpdock.topology.model import Flow, Link, LinkEnd, Node, Shaping, Topology
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

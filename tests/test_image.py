@@ -14,7 +14,7 @@ from docker.models.containers import Container
 from docker.models.images import Image
 
 from mptcpdock import NODE_IMAGE, __version__
-from mptcpdock import image as im
+from mptcpdock.runtime import image as im
 
 PINNED = ("iproute2", "iperf3", "mptcpize", "iptables", "ethtool", "procps", "iputils-ping", "tcpdump")
 ROUNDTRIP_TAG = "mptcpdock/node-roundtrip:test"

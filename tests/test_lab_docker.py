@@ -21,15 +21,15 @@ from click.testing import CliRunner
 from docker.errors import NotFound
 
 from conftest import TOPOLOGIES, running_lab
-from mptcpdock import docker_api, lab as lab_api, runtime
-from mptcpdock.docker_api import CARRIER_POOL, run_exec
+from mptcpdock.runtime import docker_api, lab as lab_api, apply
+from mptcpdock.runtime.docker_api import CARRIER_POOL, run_exec
 from mptcpdock.errors import RuntimeFailure
-from mptcpdock.loader import load_topology
-from mptcpdock.model import Link, LinkEnd, Node, Route, Shaping, Topology
-from mptcpdock.plan import Plan
-from mptcpdock.runtime import UpResult
-from mptcpdock.shaping import plan_shaping, without_impairments
-from mptcpdock.state import state_path
+from mptcpdock.topology.loader import load_topology
+from mptcpdock.topology.model import Link, LinkEnd, Node, Route, Shaping, Topology
+from mptcpdock.plan.commands import Plan
+from mptcpdock.runtime.apply import UpResult
+from mptcpdock.plan.shaping import plan_shaping, without_impairments
+from mptcpdock.runtime.state import state_path
 
 pytestmark = pytest.mark.docker
 
@@ -301,7 +301,7 @@ def test_ex1_status_and_exec_through_the_cli(ex1: UpResult):
 def test_up_and_down_through_the_cli_leave_nothing_behind():
     from mptcpdock.cli import main
     lab = "t2-down"
-    runtime.down(lab)
+    apply.down(lab)
     result = CliRunner().invoke(main, ["up", str(EX1), "--name", lab, "--allow-no-impairments", "-q"])
     assert result.exit_code == 0, result.output
     containers, networks = lab_objects(lab)
@@ -382,7 +382,7 @@ def created(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
     """Records every network and container the runtime creates, and every node it configures."""
     seen: dict[str, list[str]] = {"networks": [], "containers": [], "configured": []}
     create_network, create_container, configure = (docker_api.create_network, docker_api.create_container,
-                                                   runtime.wait_configured)
+                                                   apply.wait_configured)
 
     def network(*args, **kwargs):
         seen["networks"].append(create_network(*args, **kwargs))
@@ -399,7 +399,7 @@ def created(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
 
     monkeypatch.setattr(docker_api, "create_network", network)
     monkeypatch.setattr(docker_api, "create_container", container)
-    monkeypatch.setattr(runtime, "wait_configured", wait_configured)
+    monkeypatch.setattr(apply, "wait_configured", wait_configured)
     return seen
 
 
@@ -413,18 +413,18 @@ def assert_gone(lab: str, created: dict[str, list[str]]) -> None:
         with pytest.raises(NotFound):
             api.inspect_network(nid)
     assert not state_path(lab).exists()
-    assert lab not in runtime.running_labs()
+    assert lab not in apply.running_labs()
 
 
 @pytest.mark.parametrize("stage", ["networks", "containers", "configure"])
 def test_rollback_after_an_injected_failure_leaves_nothing(stage: str, created):
     lab = f"t2-rb-{stage}"
-    runtime.down(lab)
+    apply.down(lab)
     topology = load_topology(EX1)
     topology.name = lab
     plan = lab_api.prepare(topology)
     with pytest.raises(RuntimeFailure, match=f"injected failure after .*{stage[:5]}"):
-        runtime.up(plan, allow_no_impairments=True, fail_after=stage)
+        apply.up(plan, allow_no_impairments=True, fail_after=stage)
     assert len(created["networks"]) == len(plan.links), "every network existed before the failure"
     if stage in ("containers", "configure"):
         assert len(created["containers"]) == len(plan.nodes)
@@ -443,7 +443,7 @@ def kernel_refuses_route(name: str) -> Topology:
 
 def test_a_command_the_kernel_refuses_is_reported_and_rolled_back(created):
     lab = "t2-rb-route"
-    runtime.down(lab)
+    apply.down(lab)
     with pytest.raises(RuntimeFailure) as caught:
         lab_api.bring_up(kernel_refuses_route(lab), allow_no_impairments=True)
     message = str(caught.value)
@@ -456,7 +456,7 @@ def test_a_command_the_kernel_refuses_is_reported_and_rolled_back(created):
 
 def test_a_sysctl_the_kernel_refuses_is_reported_and_rolled_back(created):
     lab = "t2-rb-sysctl"
-    runtime.down(lab)
+    apply.down(lab)
     topology = two_hosts(lab, 10_000_000)
     topology.nodes["h2"].sysctls = {"net.ipv4.tcp_congestion_control": "nosuchcc"}
     with pytest.raises(RuntimeFailure) as caught:
@@ -472,13 +472,13 @@ def test_a_sysctl_the_kernel_refuses_is_reported_and_rolled_back(created):
 def test_down_removes_the_orphans_of_a_crashed_up(monkeypatch: pytest.MonkeyPatch):
     """A crash (no rollback, no state file) leaves labelled objects; 'down LAB' finds them."""
     lab = "t2-crash"
-    runtime.down(lab)
+    apply.down(lab)
     topology = load_topology(EX1)
     topology.name = lab
     plan = lab_api.prepare(topology)
-    monkeypatch.setattr(runtime, "down", lambda *args, **kwargs: (0, 0))  # the process 'dies' instead
+    monkeypatch.setattr(apply, "down", lambda *args, **kwargs: (0, 0))  # the process 'dies' instead
     with pytest.raises(RuntimeFailure):
-        runtime.up(plan, allow_no_impairments=True, fail_after="containers")
+        apply.up(plan, allow_no_impairments=True, fail_after="containers")
     monkeypatch.undo()
     containers, networks = lab_objects(lab)
     assert (len(containers), len(networks)) == (4, 4) and not state_path(lab).exists()
@@ -511,7 +511,7 @@ def test_impairments_without_netem_stop_up_unless_allowed(kernel_probe):
         pytest.skip(f"kernel {kernel_probe.kernel} has netem (probe: netem=yes): nothing to refuse")
     from mptcpdock.errors import KernelFeatureError
     lab = "t2-nonetem"
-    runtime.down(lab)
+    apply.down(lab)
     topology = load_topology(EX1)
     topology.name = lab
     with pytest.raises(KernelFeatureError) as caught:

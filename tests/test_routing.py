@@ -11,11 +11,11 @@ import pytest
 from click.testing import CliRunner
 
 from mptcpdock.cli import main
-from mptcpdock.loader import load_topology, load_topology_text
-from mptcpdock.model import Route
-from mptcpdock.plan import make_plan
+from mptcpdock.topology.loader import load_topology, load_topology_text
+from mptcpdock.topology.model import Route
+from mptcpdock.plan.commands import make_plan
 from mptcpdock.routes_command import differences, parse_kernel
-from mptcpdock.routing import (
+from mptcpdock.plan.routing import (
     RULE_PRIORITY_BASE,
     TABLE_BASE,
     compute_routing,
@@ -24,7 +24,7 @@ from mptcpdock.routing import (
     routing_commands,
     trace_packet,
 )
-from mptcpdock.validate import validate
+from mptcpdock.topology.validate import validate
 
 TOPOLOGIES = Path(__file__).resolve().parent.parent / "topologies"
 AUTO = TOPOLOGIES / "mptcp-mega-dumbbell-auto.yaml"

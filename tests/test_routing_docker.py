@@ -25,14 +25,14 @@ from dataclasses import dataclass
 import pytest
 
 from conftest import TOPOLOGIES, running_lab
-from mptcpdock import docker_api
-from mptcpdock.docker_api import run_exec, start_exec_detached
-from mptcpdock.loader import load_topology
-from mptcpdock.model import Topology
+from mptcpdock.runtime import docker_api
+from mptcpdock.runtime.docker_api import run_exec, start_exec_detached
+from mptcpdock.topology.loader import load_topology
+from mptcpdock.topology.model import Topology
 from mptcpdock.routes_command import differences, kernel_routing
-from mptcpdock.routing import compute_routing, interfaces, path_warnings, trace_packet
-from mptcpdock.runtime import UpResult
-from mptcpdock.validate import validate
+from mptcpdock.plan.routing import compute_routing, interfaces, path_warnings, trace_packet
+from mptcpdock.runtime.apply import UpResult
+from mptcpdock.topology.validate import validate
 
 pytestmark = pytest.mark.docker
 

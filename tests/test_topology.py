@@ -20,11 +20,11 @@ from click.testing import CliRunner
 
 from mptcpdock import NODE_IMAGE
 from mptcpdock.errors import TopologyError
-from mptcpdock.loader import load_topology, load_topology_text, topology_to_dict, topology_to_yaml
-from mptcpdock.model import Link, LinkEnd, Node, Shaping, Topology
-from mptcpdock.plan import CAPABILITIES, default_sysctls, make_plan
-from mptcpdock.shaping import MIN_QUEUE, MTU_FRAME, default_queue, htb_burst, plan_shaping, without_impairments
-from mptcpdock.units import (
+from mptcpdock.topology.loader import load_topology, load_topology_text, topology_to_dict, topology_to_yaml
+from mptcpdock.topology.model import Link, LinkEnd, Node, Shaping, Topology
+from mptcpdock.plan.commands import CAPABILITIES, default_sysctls, make_plan
+from mptcpdock.plan.shaping import MIN_QUEUE, MTU_FRAME, default_queue, htb_burst, plan_shaping, without_impairments
+from mptcpdock.topology.units import (
     UnitError,
     format_rate,
     format_time_us,
@@ -33,7 +33,7 @@ from mptcpdock.units import (
     parse_seconds,
     parse_time_us,
 )
-from mptcpdock.validate import validate
+from mptcpdock.topology.validate import validate
 
 ROOT = Path(__file__).resolve().parent.parent
 EX1 = ROOT / "topologies" / "mptcp-default-configuration.yaml"
@@ -620,7 +620,7 @@ def test_valid_variants_of_the_bad_inputs_pass():
 # -- bad input through the command line: exit status, one line, nothing created -------------
 
 def lab_objects(lab: str) -> tuple[list[str], list[str]]:
-    from mptcpdock import docker_api
+    from mptcpdock.runtime import docker_api
     return ([c["Id"] for c in docker_api.lab_containers(lab)], [n["Id"] for n in docker_api.lab_networks(lab)])
 
 

@@ -8,7 +8,7 @@
     from nest import config                      ->  from mptcpdock.compat.nest import config
 
 NeST runs every call at once in network namespaces; here the calls build a
-:class:`mptcpdock.model.Topology` (through :class:`mptcpdock.api.Lab`, the native API), and
+:class:`mptcpdock.topology.model.Topology` (through :class:`mptcpdock.api.Lab`, the native API), and
 ``Experiment.run()`` brings it up, runs it with the experiment runner, writes the results
 directory ``mptcpdock run`` writes, and tears the lab down. Where NeST and mptcpdock differ,
 ``docs/nest.md`` says how and why.

@@ -1,6 +1,6 @@
 """NeST's ``Flow`` and ``Experiment`` on mptcpdock.
 
-``Experiment.run()`` brings the lab up, runs its flows with :func:`mptcpdock.experiment.run_experiment`
+``Experiment.run()`` brings the lab up, runs its flows with :func:`mptcpdock.experiment.runner.run_experiment`
 (the code behind ``mptcpdock run``, so the results directory is the same), and tears the lab
 down. Errors are raised, never logged and ignored: an uncaught one ends the script with exit
 status 1.
@@ -27,8 +27,8 @@ from typing import Any
 
 from ....api import caller_location, env_duration, flow_model, stop_if_capturing
 from ....errors import RuntimeFailure, TopologyError
-from ....model import Flow as FlowModel
-from ....model import Topology
+from ....topology.model import Flow as FlowModel
+from ....topology.model import Topology
 from .. import config
 from .._session import session
 from ..topology.address import Address
@@ -164,9 +164,9 @@ class Experiment:
         script with exit status 1)."""
         topology = self.topology()
         stop_if_capturing(topology)
-        from .... import lab as lab_api
-        from ....experiment import run_experiment
-        from ....results import render_table
+        from ....runtime import lab as lab_api
+        from ....experiment.runner import run_experiment
+        from ....report.summary import render_table
 
         lab_api.prepare(topology)  # every input error before Docker is touched
         duration = env_duration()
@@ -229,8 +229,8 @@ def _progress(message: str) -> None:
 
 def _checklist_text(topology: Topology) -> str:
     """NeST's MPTCP checklist (and the subflows each flow should open), before traffic."""
-    from ....checklist import make_checklist, render_checklist
-    from ....validate import validate
+    from ....plan.checklist import make_checklist, render_checklist
+    from ....topology.validate import validate
     return render_checklist(make_checklist(validate(topology)))
 
 

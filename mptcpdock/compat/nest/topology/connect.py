@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ....api import caller_location
 from ....errors import TopologyError
-from ....validate import IFNAME_RE
+from ....topology.validate import IFNAME_RE
 from .._session import session
 from .interface import Interface
 from .network import Network

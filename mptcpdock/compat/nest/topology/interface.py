@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from ....api import InterfaceRef, caller_location, shaping
 from ....errors import TopologyError
-from ....model import ENDPOINT_FLAGS, Shaping
+from ....topology.model import ENDPOINT_FLAGS, Shaping
 from .address import Address
 
 if TYPE_CHECKING:

@@ -19,10 +19,11 @@ from typing import Callable, Iterable, TypeVar
 from docker.errors import APIError, DockerException
 from requests.exceptions import RequestException
 
-from . import NODE_IMAGE, docker_api
+from .. import NODE_IMAGE
+from . import docker_api
 from .docker_api import LABEL_LAB, LABEL_LINK, LABEL_NODE, LABEL_ROLE
-from .errors import MptcpdockError, RuntimeFailure, TopologyError
-from .plan import LinkPlan, NodePlan, Plan, make_plan
+from ..errors import MptcpdockError, RuntimeFailure, TopologyError
+from ..plan.commands import LinkPlan, NodePlan, Plan, make_plan
 from .probe import KernelProbe, probe_kernel, require
 from .state import LabState, NodeState, delete_state, new_state, save_state
 from .trace import Trace

@@ -16,7 +16,7 @@ from typing import Any, Iterable
 import docker
 from docker.errors import APIError, DockerException, NotFound
 
-from .errors import MptcpdockError, RuntimeFailure
+from ..errors import MptcpdockError, RuntimeFailure
 
 LABEL_LAB = "io.mptcpdock.lab"
 LABEL_NODE = "io.mptcpdock.node"

@@ -15,10 +15,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import LabNotFound
-from .loader import load_topology_text, topology_to_yaml
-from .model import Topology
-from .validate import validate
+from ..errors import LabNotFound
+from ..topology.loader import load_topology_text, topology_to_yaml
+from ..topology.model import Topology
+from ..topology.validate import validate
 
 
 def state_dir() -> Path:

@@ -1,6 +1,6 @@
 """The topology model: what a user asked for, as typed dataclasses.
 
-Both front ends (YAML in :mod:`mptcpdock.loader`, Python in :mod:`mptcpdock.api` and
+Both front ends (YAML in :mod:`mptcpdock.topology.loader`, Python in :mod:`mptcpdock.api` and
 :mod:`mptcpdock.compat.nest`) build these objects; everything after them (validate, plan,
 apply, run, report) reads only these objects.
 

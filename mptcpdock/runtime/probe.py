@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 
 from . import docker_api
 from .docker_api import LABEL_ROLE
-from .errors import KernelFeatureError, RuntimeFailure
+from ..errors import KernelFeatureError, RuntimeFailure
 
 QDISCS = ("netem", "htb", "tbf", "pfifo")
 

@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import yaml
 
-from .errors import TopologyError
+from ..errors import TopologyError
 from .model import Endpoint, Flow, Link, LinkEnd, Mptcp, Node, Route, Shaping, Topology
 from .units import (
     UnitError,

@@ -6,7 +6,7 @@ Where no registry is reachable the base image cannot be pulled, so it is made lo
 under the base image's name (see :func:`create_base_image`).
 
 The Dockerfile is found relative to this package, at
-``Path(__file__).resolve().parent.parent / "images" / "node"``: that is a source checkout or
+``Path(__file__).resolve().parents[2] / "images" / "node"``: that is a source checkout or
 an editable install (``pip install -e .``). A regular wheel does not carry ``images/``;
 :func:`node_context_dir` then raises :class:`ImageError` and the caller has to pass
 ``context_dir`` explicitly.
@@ -31,13 +31,13 @@ from docker.errors import DockerException, ImageNotFound
 from docker.models.images import Image
 from docker.utils import parse_repository_tag
 
-from . import NODE_IMAGE, __version__
-from .errors import MptcpdockError
+from .. import NODE_IMAGE, __version__
+from ..errors import MptcpdockError
 
 BASE_IMAGE = "debian:bookworm-slim"
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
-IMAGES_DIR = Path(__file__).resolve().parent.parent / "images"
+IMAGES_DIR = Path(__file__).resolve().parents[2] / "images"
 STAMP_NAME = ".mptcpdock-rootfs-complete"
 PKG_LABEL_PREFIX = "io.mptcpdock.pkg."
 NODE_LABEL = "io.mptcpdock.node-image"

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from . import NODE_IMAGE
-from .model import Topology
+from .. import NODE_IMAGE
+from ..topology.model import Topology
 from .routing import NodeRouting, compute_routing, routing_commands
 from .shaping import plan_shaping, without_impairments
 
@@ -183,7 +183,7 @@ def _qdisc_lines(topo: Topology, node: str, drop_impairments: bool) -> list[str]
 
 
 def make_plan(topology: Topology, *, drop_impairments: bool = False) -> Plan:
-    """Plan a *validated* topology (see :func:`mptcpdock.validate.validate`)."""
+    """Plan a *validated* topology (see :func:`mptcpdock.topology.validate.validate`)."""
     routing = compute_routing(topology)
     gso_segments = gso_max_segs(topology)
     nodes: dict[str, NodePlan] = {}

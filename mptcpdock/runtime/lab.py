@@ -7,16 +7,16 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from . import docker_api, runtime
-from .errors import LabNotFound
-from .loader import load_topology
-from .model import Topology
-from .plan import Plan, make_plan
-from .runtime import Progress, UpResult
-from .shaping import plan_shaping, without_impairments
+from . import docker_api, apply
+from ..errors import LabNotFound
+from ..topology.loader import load_topology
+from ..topology.model import Topology
+from ..plan.commands import Plan, make_plan
+from .apply import Progress, UpResult
+from ..plan.shaping import plan_shaping, without_impairments
 from .state import LabState, known_labs, load_state, state_dir
-from .units import format_rate, format_time_us
-from .validate import validate
+from ..topology.units import format_rate, format_time_us
+from ..topology.validate import validate
 
 
 def prepare(topology: Topology) -> Plan:
@@ -37,7 +37,7 @@ def bring_up(topology: Topology, *, allow_no_impairments: bool = False,
         image = image_info(None, next(iter(plan.nodes.values())).image)
     except Exception:  # noqa: BLE001 - recording is best effort; preflight reports a missing image
         image = {}
-    result = runtime.up(plan, allow_no_impairments=allow_no_impairments, progress=progress, image_info=image)
+    result = apply.up(plan, allow_no_impairments=allow_no_impairments, progress=progress, image_info=image)
     path = trace_path(plan.lab)
     path.parent.mkdir(parents=True, exist_ok=True)
     result.trace.write(path)
@@ -47,7 +47,7 @@ def bring_up(topology: Topology, *, allow_no_impairments: bool = False,
 def tear_down(target: str | None, progress: Progress = lambda _: None) -> tuple[str, int, int]:
     """``target`` is a lab name, a topology file, or None for the only lab that is up."""
     lab = resolve_lab(target, must_run=False)
-    containers, networks = runtime.down(lab, progress)
+    containers, networks = apply.down(lab, progress)
     trace_path(lab).unlink(missing_ok=True)
     return lab, containers, networks
 
@@ -57,7 +57,7 @@ def resolve_lab(target: str | None, *, must_run: bool = True) -> str:
         return load_topology(target).name
     if target:
         return target
-    labs = sorted(set(known_labs()) | set(runtime.running_labs()))
+    labs = sorted(set(known_labs()) | set(apply.running_labs()))
     if len(labs) == 1:
         return labs[0]
     if not labs:
@@ -105,7 +105,7 @@ def describe_shaping(applied, asked) -> str:
 
 def status_rows() -> list[list[object]]:
     rows = []
-    running = runtime.running_labs()
+    running = apply.running_labs()
     for lab in sorted(set(known_labs()) | set(running)):
         try:
             state = load_state(lab)

@@ -43,16 +43,16 @@ from typing import Any, Callable
 
 import click
 
-from . import docker_api, lab as lab_api
-from .checklist import Checklist, make_checklist, render_checklist
-from .errors import LabNotFound, MptcpdockError, RuntimeFailure, TopologyError
-from .loader import load_topology, topology_to_dict, topology_to_yaml
-from .model import Flow, Topology
+from ..runtime import docker_api, lab as lab_api
+from ..plan.checklist import Checklist, make_checklist, render_checklist
+from ..errors import LabNotFound, MptcpdockError, RuntimeFailure, TopologyError
+from ..topology.loader import load_topology, topology_to_dict, topology_to_yaml
+from ..topology.model import Flow, Topology
 from .node_scripts import SCRIPTS
-from .parsers import parse_iperf3_version, parse_monitor
-from .runtime import parallel
-from .state import LabState, load_state
-from .validate import validate
+from ..report.parsers import parse_iperf3_version, parse_monitor
+from ..runtime.apply import parallel
+from ..runtime.state import LabState, load_state
+from ..topology.validate import validate
 
 Progress = Callable[[str], None]
 RUN_DIR_IN_NODE = "/tmp/mptcpdock-run"
@@ -356,7 +356,7 @@ def _run_phase(run: Run, items: list[ScheduledFlow], progress: Progress, title: 
 def _established_paths(run: Run, flow: Flow) -> list[tuple[str, str]]:
     """(local, remote) of the subflows the flow's data connection(s) established, from the
     client node's monitor (read mid-run), initial subflow first."""
-    from .results import connections_from_monitor
+    from ..report.summary import connections_from_monitor
     files = [f"{run.node_dir}/monitor.log", f"{run.node_dir}/{flow.name}.client.json"]
     result = run.exec(flow.src, _script("CAT") + files, comment=f"{flow.src}: read the monitor for the baseline paths")
     parts: dict[str, str] = {}
@@ -367,7 +367,7 @@ def _established_paths(run: Run, flow: Flow) -> list[tuple[str, str]]:
             parts[current] = ""
         elif current:
             parts[current] += line
-    from .parsers import parse_iperf3
+    from ..report.parsers import parse_iperf3
     client = parse_iperf3(parts.get(files[1], ""))
     connections = connections_from_monitor(parse_monitor(parts.get(files[0], "")), client.local_ports, flow.port or 0)
     pairs: list[tuple[str, str]] = []
@@ -450,7 +450,7 @@ def _stop_and_collect(run: Run, grace: int, progress: Progress) -> None:
 
 
 def _write_inputs(run: Run, checklist: Checklist) -> None:
-    from .plan import make_plan
+    from ..plan.commands import make_plan
     (run.results_dir / "topology.yaml").write_text(topology_to_yaml(run.topology))
     state = asdict(run.state)
     state.pop("topology_yaml", None)
@@ -533,7 +533,7 @@ class _SigintDeferred:
 
 def _finish_run(run: Run, grace: int, progress: Progress, plots: bool) -> dict[str, Any]:
     """Stop everything, copy files out, lay them out, write summary, checklist, commands.sh, plots."""
-    from .results import arrange_files, build_summary, write_summary
+    from ..report.summary import arrange_files, build_summary, write_summary
     _stop_and_collect(run, grace, progress)
     _write_run_meta(run, bool(run.reasons))
     commands = run.results_dir / "commands.sh"
@@ -545,7 +545,7 @@ def _finish_run(run: Run, grace: int, progress: Progress, plots: bool) -> dict[s
     write_summary(run.results_dir, summary)
     if plots:
         progress("drawing plots")
-        from .plots import draw_all
+        from ..report.plots import draw_all
         try:
             summary["plots"] = [path.name for path in draw_all(run.results_dir, summary)]
         except Exception as exc:  # noqa: BLE001 - plots must not lose the results
@@ -615,8 +615,8 @@ def run_experiment(lab: str | None = None, topology: Topology | None = None, *, 
 def run_command(topology: str | None, lab_name: str | None, duration: float | None, results_root: str,
                 allow_no_impairments: bool, baseline: bool, sample_period: float, no_plots: bool) -> None:
     """Run the flows of TOPOLOGY (or of the running lab) and collect the results."""
-    from .cli import err, out, steps
-    from .results import render_table
+    from ..cli import err, out, steps
+    from ..report.summary import render_table
     if duration is not None and duration <= 0:
         raise MptcpdockError(f"--duration {duration:g}: give a positive number of seconds")
     model = load_topology(topology) if topology else None
@@ -639,13 +639,13 @@ def run_command(topology: str | None, lab_name: str | None, duration: float | No
 @click.option("--no-plots", is_flag=True)
 def report_command(results_dir: str, no_plots: bool) -> None:
     """Reprint the summary table of RESULTS_DIR and redraw its plots."""
-    from .cli import out
-    from .results import load_or_build_summary, render_table, write_summary
+    from ..cli import out
+    from ..report.summary import load_or_build_summary, render_table, write_summary
     path = Path(results_dir)
     summary = load_or_build_summary(path)
     click.echo(render_table(summary))
     if not no_plots:
-        from .plots import draw_all
+        from ..report.plots import draw_all
         summary["plots"] = [p.name for p in draw_all(path, summary)]
         write_summary(path, summary)
         out.print(f"\nplots: {', '.join(summary['plots'])} in {path / 'plots'}")

@@ -12,7 +12,7 @@ import ipaddress
 import re
 from collections import Counter
 
-from .errors import TopologyError
+from ..errors import TopologyError
 from .model import ENDPOINT_FLAGS, PROTOCOLS, Link, Topology
 
 LAB_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,23}$")

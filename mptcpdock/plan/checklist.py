@@ -24,9 +24,9 @@ client being the flow's ``src``, the server its ``dst``; ``-R`` does not change 
 4. Only subflows that can work are expected: the client's first hop must exist (through
    the bound interface, if any), the SYN must get to the remote address and the answer
    back to the local address through every node's tables and reverse-path filter
-   (:func:`mptcpdock.routing.trace_packet`; e.g. in NeST's mega-dumbbell h6 answers h1's
+   (:func:`mptcpdock.plan.routing.trace_packet`; e.g. in NeST's mega-dumbbell h6 answers h1's
    subflows to its other addresses through eth6a, and r4 drops them: no route back to their
-   source). :func:`mptcpdock.routing.path_warnings` is listed with the flow as well.
+   source). :func:`mptcpdock.plan.routing.path_warnings` is listed with the flow as well.
 5. The client opens at most its ``subflows`` limit of additional subflows (kernel default 2)
    and the server accepts at most its own ``subflows`` limit of joins.
 
@@ -40,7 +40,7 @@ import ipaddress
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .model import Topology
+from ..topology.model import Topology
 from .routing import compute_routing, lookup, path_warnings, trace_packet
 
 #: The kernel's defaults for ``ip mptcp limits`` (a fresh network namespace).
@@ -117,7 +117,7 @@ def node_interfaces(topology: Topology, node: str) -> dict[str, tuple[str, ipadd
 def lookup_route(topology: Topology, node: str, address: str, *, source: str | None = None,
                  interface: str | None = None, tables: dict | None = None) -> RouteChoice | None:
     """The route ``node`` uses towards ``address`` for a packet from ``source`` (policy rules,
-    then the main table; see :func:`mptcpdock.routing.lookup`). With ``interface`` (a socket
+    then the main table; see :func:`mptcpdock.plan.routing.lookup`). With ``interface`` (a socket
     bound to it, as subflows of an endpoint are) only routes through it count. None: no route."""
     routing = tables or compute_routing(topology)
     interfaces = node_interfaces(topology, node)
@@ -215,7 +215,7 @@ def _assess(topology: Topology, client: str, server: str, local: str, remote: st
             bound: str | None) -> CandidateSubflow:
     """Whether a subflow local -> remote can work: the client's first hop (through the bound
     interface, if any), then the packet's whole way there and the answer's way back through
-    every node's tables and reverse-path filter (:func:`mptcpdock.routing.trace_packet`)."""
+    every node's tables and reverse-path filter (:func:`mptcpdock.plan.routing.trace_packet`)."""
     tables = compute_routing(topology)
     route = lookup_route(topology, client, remote, source=local, interface=bound, tables=tables)
     if route is None:

@@ -1,4 +1,4 @@
-"""Turn one link end's :class:`~mptcpdock.model.Shaping` into ``tc`` commands (pure).
+"""Turn one link end's :class:`~mptcpdock.topology.model.Shaping` into ``tc`` commands (pure).
 
 Layout on the egress of each link end, as in Mininet's ``TCIntf``:
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .model import Shaping
+from ..topology.model import Shaping
 
 MTU_FRAME = 1514  # bytes on the wire for a full-size Ethernet frame (no FCS)
 MIN_QUEUE = 16  # packets
