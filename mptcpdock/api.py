@@ -36,20 +36,23 @@ import copy
 import inspect
 import ipaddress
 import os
+import runpy
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from .errors import TopologyError
+from .experiment.runner import RunResult, run_experiment
+from .plan.commands import Plan
+from .runtime import lab as lab_api
+from .runtime.apply import UpResult
+from .runtime.docker_api import ExecResult, run_exec
+from .runtime.state import LabState, load_state
+from .topology.loader import load_topology, topology_to_yaml
 from .topology.model import Endpoint, Flow, Link, LinkEnd, Mptcp, Node, Route, Shaping, Topology
 from .topology.units import UnitError, parse_percent, parse_rate, parse_seconds, parse_time_us
-
-if TYPE_CHECKING:
-    from .experiment.runner import RunResult
-    from .plan.commands import Plan
-    from .runtime.apply import UpResult
-    from .runtime.state import LabState
+from .topology.validate import validate
 
 Progress = Callable[[str], None]
 _PACKAGE_DIR = str(Path(__file__).resolve().parent)
@@ -370,7 +373,6 @@ class Lab:
     @classmethod
     def load(cls, path: str | Path, *, name: str | None = None) -> "Lab":
         """A lab from a topology YAML file."""
-        from .topology.loader import load_topology
         return cls.from_topology(load_topology(path, name=name))
 
     @property
@@ -477,17 +479,14 @@ class Lab:
     # the pipeline ------------------------------------------------------------------------------
     def resolved(self) -> Topology:
         """The validated copy: every default filled in. Raises :class:`TopologyError`."""
-        from .topology.validate import validate
         return validate(self.topology)
 
-    def plan(self) -> "Plan":
+    def plan(self) -> Plan:
         """Everything ``up`` would do, without Docker."""
-        from .runtime.lab import prepare
-        return prepare(self.topology)
+        return lab_api.prepare(self.topology)
 
     def to_yaml(self, *, resolved: bool = False) -> str:
         """The equivalent topology file (``resolved=True``: with every default written out)."""
-        from .topology.loader import topology_to_yaml
         return topology_to_yaml(self.resolved() if resolved else self.topology)
 
     def write_yaml(self, path: str | Path, *, resolved: bool = False) -> Path:
@@ -495,22 +494,20 @@ class Lab:
         target.write_text(self.to_yaml(resolved=resolved))
         return target
 
-    def up(self, *, allow_no_impairments: bool | None = None, progress: Progress = _quiet) -> "UpResult":
+    def up(self, *, allow_no_impairments: bool | None = None, progress: Progress = _quiet) -> UpResult:
         """Bring the lab up on Docker (validating first). ``allow_no_impairments``: proceed
         with rates only where the kernel has no netem (default: the topology's setting)."""
         stop_if_capturing(self.topology)
-        from .runtime import lab as lab_api
         allow = self.topology.allow_no_impairments if allow_no_impairments is None else allow_no_impairments
         return lab_api.bring_up(self.topology, allow_no_impairments=allow, progress=progress)
 
     def run(self, *, duration: float | None = None, results_root: str | Path = Path("results"),
             progress: Progress = _quiet, bring_up_if_needed: bool = True,
-            allow_no_impairments: bool | None = None, baseline: bool = False, plots: bool = True) -> "RunResult":
+            allow_no_impairments: bool | None = None, baseline: bool = False, plots: bool = True) -> RunResult:
         """Run the lab's flows (bringing it up first if it is not up): the same results
         directory as ``mptcpdock run``. ``duration`` overrides every flow's duration;
         ``baseline`` also measures single-path TCP over each path an MPTCP flow used."""
         stop_if_capturing(self.topology)
-        from .experiment.runner import run_experiment
         allow = self.topology.allow_no_impairments if allow_no_impairments is None else allow_no_impairments
         return run_experiment(self.name, self.topology, duration=duration, results_root=Path(results_root),
                               progress=progress, bring_up_if_needed=bring_up_if_needed,
@@ -518,12 +515,11 @@ class Lab:
 
     def down(self, progress: Progress = _quiet) -> tuple[int, int]:
         """Remove the lab's containers and networks (idempotent): (containers, networks)."""
-        from .runtime import lab as lab_api
         _, containers, networks = lab_api.tear_down(self.name, progress)
         return containers, networks
 
     @contextlib.contextmanager
-    def running(self, *, allow_no_impairments: bool | None = None, progress: Progress = _quiet) -> Iterator["UpResult"]:
+    def running(self, *, allow_no_impairments: bool | None = None, progress: Progress = _quiet) -> Iterator[UpResult]:
         """``with lab.running(): ...``: up on entry, always down on exit."""
         result = self.up(allow_no_impairments=allow_no_impairments, progress=progress)
         try:
@@ -531,13 +527,11 @@ class Lab:
         finally:
             self.down()
 
-    def state(self) -> "LabState":
-        from .runtime.state import load_state
+    def state(self) -> LabState:
         return load_state(self.name)
 
-    def exec(self, node: "NodeRef | str", argv: Sequence[str]) -> Any:
-        """Run ``argv`` in a node of the running lab; returns an ExecResult."""
-        from .runtime.docker_api import run_exec
+    def exec(self, node: "NodeRef | str", argv: Sequence[str]) -> ExecResult:
+        """Run ``argv`` in a node of the running lab."""
         return run_exec(self.state().container(_node_name(node)[0]), list(argv))
 
     def __repr__(self) -> str:
@@ -552,7 +546,6 @@ def positional_interfaces(topology: Topology) -> Topology:
     in link order), every reference (routes, endpoints) renamed with them, and the lab's name
     and source blanked: two descriptions of the same network compare equal with ``==``
     whatever they call their interfaces."""
-    from .topology.validate import validate
     resolved = validate(topology)
     renames: dict[str, dict[str, str]] = {name: {} for name in resolved.nodes}
     for link in resolved.links:
@@ -577,10 +570,38 @@ def same_network(a: Topology, b: Topology) -> bool:
 
 # -- running scripts for export -------------------------------------------------------------------
 
+@dataclass(eq=False)
+class ScriptRun:
+    """One run of a script by :func:`topology_of_script` (equal only to itself)."""
+
+    path: Path
+
+
+_script_run: ScriptRun | None = None
+
+
+def current_script() -> ScriptRun | None:
+    """The script :func:`topology_of_script` is running; None outside one.
+
+    A front end that keeps state per process (the NeST layer keeps NeST's global topology
+    and config) keys it on this, so that each script starts from nothing and leaves nothing
+    behind. The core neither knows nor resets who does."""
+    return _script_run
+
+
+@contextlib.contextmanager
+def _running(script: Path) -> Iterator[ScriptRun]:
+    global _script_run
+    previous, _script_run = _script_run, ScriptRun(script)
+    try:
+        yield _script_run
+    finally:
+        _script_run = previous
+
+
 def topology_of_script(path: str | Path, argv: Iterable[str] = ()) -> Topology:
     """Run a Python script that builds a lab (native API or the NeST layer) up to the point
     where it would bring the lab up, and return that lab's model. Nothing touches Docker."""
-    import runpy
     script = Path(path)
     if not script.is_file():
         raise TopologyError(f"no such script: {script}", source=str(script), fix="check the path")
@@ -590,7 +611,7 @@ def topology_of_script(path: str | Path, argv: Iterable[str] = ()) -> Topology:
     namespace: dict[str, Any] = {}
     try:
         # The script's own prints go to stderr: stdout may be carrying the exported YAML.
-        with _fresh_nest_session(), capturing() as captured, contextlib.redirect_stdout(sys.stderr):
+        with _running(script), capturing() as captured, contextlib.redirect_stdout(sys.stderr):
             try:
                 namespace = runpy.run_path(str(script), run_name="__main__")
             except ExportStop:
@@ -608,17 +629,6 @@ def topology_of_script(path: str | Path, argv: Iterable[str] = ()) -> Topology:
         fix="call lab.up()/lab.run() (or Experiment.run() with the NeST layer), or define exactly one Lab")
 
 
-@contextlib.contextmanager
-def _fresh_nest_session() -> Iterator[None]:
-    """The NeST layer keeps NeST's global topology; start each exported script from empty."""
-    from .compat.nest import _session
-    _session.reset()
-    try:
-        yield
-    finally:
-        _session.reset()
-
-
 def env_duration(variable: str = "MPTCPDOCK_FLOW_DURATION") -> float | None:
     """Seconds from an environment variable (None when unset or empty)."""
     value = os.environ.get(variable, "").strip()
@@ -634,4 +644,5 @@ def env_duration(variable: str = "MPTCPDOCK_FLOW_DURATION") -> float | None:
 
 
 __all__ = ["Lab", "NodeRef", "LinkRef", "InterfaceRef", "shaping", "flow_model", "capturing", "ExportStop",
-           "stop_if_capturing", "positional_interfaces", "same_network", "topology_of_script", "env_duration"]
+           "stop_if_capturing", "positional_interfaces", "same_network", "topology_of_script", "ScriptRun",
+           "current_script", "env_duration"]

@@ -1,4 +1,6 @@
-"""Errors that reach the user as one clear line: where, what, and how to fix it."""
+"""Errors that reach the user as one clear line: where, what, and how to fix it.
+
+The shared leaf of the package: it imports nothing of mptcpdock, and every layer may import it."""
 
 from __future__ import annotations
 

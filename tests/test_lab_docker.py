@@ -28,7 +28,7 @@ from mptcpdock.topology.loader import load_topology
 from mptcpdock.topology.model import Link, LinkEnd, Node, Route, Shaping, Topology
 from mptcpdock.plan.commands import Plan
 from mptcpdock.runtime.apply import UpResult
-from mptcpdock.plan.shaping import plan_shaping, without_impairments
+from mptcpdock.plan.shaping import without_impairments
 from mptcpdock.runtime.state import state_path
 
 pytestmark = pytest.mark.docker
@@ -231,7 +231,7 @@ def test_ex1_qdiscs_show_the_planned_rates(ex1: UpResult):
             rate = re.search(r"class htb 1:1 root leaf 10: prio \d+ rate (\S+) ceil (\S+)", classes)
             assert rate, classes
             assert tc_rate_bits(rate.group(1)) == tc_rate_bits(rate.group(2)) == applied.rate
-            queue = plan_shaping(dev, applied).queue
+            queue = ex1.plan.nodes[name].shaping[dev].queue.packets
             leaf = "netem" if applied.needs_netem else "pfifo"
             assert re.search(rf"qdisc {leaf} 10: parent 1:1 limit {queue}p", qdiscs), qdiscs
             checked += 1

@@ -14,7 +14,7 @@ from mptcpdock.cli import main
 from mptcpdock.topology.loader import load_topology, load_topology_text
 from mptcpdock.topology.model import Route
 from mptcpdock.plan.commands import make_plan
-from mptcpdock.routes_command import differences, parse_kernel
+from mptcpdock.runtime.kernel_routes import differences, parse_kernel
 from mptcpdock.plan.routing import (
     RULE_PRIORITY_BASE,
     TABLE_BASE,

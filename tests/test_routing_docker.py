@@ -29,7 +29,7 @@ from mptcpdock.runtime import docker_api
 from mptcpdock.runtime.docker_api import run_exec, start_exec_detached
 from mptcpdock.topology.loader import load_topology
 from mptcpdock.topology.model import Topology
-from mptcpdock.routes_command import differences, kernel_routing
+from mptcpdock.runtime.kernel_routes import differences, kernel_routing
 from mptcpdock.plan.routing import compute_routing, interfaces, path_warnings, trace_packet
 from mptcpdock.runtime.apply import UpResult
 from mptcpdock.topology.validate import validate

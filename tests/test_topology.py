@@ -386,13 +386,14 @@ def test_plan_ex1_ip_lines():
 
 
 def test_plan_ex1_tc_lines_with_netem():
+    """Queues are one BDP of the 60 ms path round trip h1 <-> h2 (tests/test_queues.py)."""
     plan = ex1_plan()
     assert plan.nodes["h1"].tc_lines() == htb("eth1a", *FAST) + [
-        "qdisc add dev eth1a parent 1:1 handle 10: netem delay 10000us limit 166"]
+        "qdisc add dev eth1a parent 1:1 handle 10: netem delay 10000us limit 496"]
     assert plan.nodes["r2"].tc_lines() == (
-        htb("etr2a", *FAST) + ["qdisc add dev etr2a parent 1:1 handle 10: netem delay 10000us limit 166"]
-        + htb("etr2b", *SLOW) + ["qdisc add dev etr2b parent 1:1 handle 10: netem delay 10000us limit 17"]
-        + htb("etr2c", *SLOW) + ["qdisc add dev etr2c parent 1:1 handle 10: netem delay 10000us limit 17"])
+        htb("etr2a", *FAST) + ["qdisc add dev etr2a parent 1:1 handle 10: netem delay 10000us limit 496"]
+        + htb("etr2b", *SLOW) + ["qdisc add dev etr2b parent 1:1 handle 10: netem delay 10000us limit 50"]
+        + htb("etr2c", *SLOW) + ["qdisc add dev etr2c parent 1:1 handle 10: netem delay 10000us limit 50"])
     assert plan.netem_links == ["h1-r1", "r1-r2", "r2-h2", "r2-h2-2"]
     assert not plan.impairments_dropped
 

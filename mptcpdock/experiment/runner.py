@@ -41,18 +41,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import click
-
-from ..runtime import docker_api, lab as lab_api
-from ..plan.checklist import Checklist, make_checklist, render_checklist
 from ..errors import LabNotFound, MptcpdockError, RuntimeFailure, TopologyError
-from ..topology.loader import load_topology, topology_to_dict, topology_to_yaml
-from ..topology.model import Flow, Topology
-from .node_scripts import SCRIPTS
-from ..report.parsers import parse_iperf3_version, parse_monitor
+from ..plan.checklist import Checklist, make_checklist, render_checklist
+from ..plan.commands import make_plan
+from ..report.parsers import parse_iperf3, parse_iperf3_version, parse_monitor
+from ..report.plots import draw_all
+from ..report.summary import arrange_files, build_summary, connections_from_monitor, write_summary
+from ..runtime import docker_api, lab as lab_api
 from ..runtime.apply import parallel
 from ..runtime.state import LabState, load_state
+from ..topology.loader import topology_to_dict, topology_to_yaml
+from ..topology.model import Flow, Topology
 from ..topology.validate import validate
+from .node_scripts import SCRIPTS
 
 Progress = Callable[[str], None]
 RUN_DIR_IN_NODE = "/tmp/mptcpdock-run"
@@ -356,7 +357,6 @@ def _run_phase(run: Run, items: list[ScheduledFlow], progress: Progress, title: 
 def _established_paths(run: Run, flow: Flow) -> list[tuple[str, str]]:
     """(local, remote) of the subflows the flow's data connection(s) established, from the
     client node's monitor (read mid-run), initial subflow first."""
-    from ..report.summary import connections_from_monitor
     files = [f"{run.node_dir}/monitor.log", f"{run.node_dir}/{flow.name}.client.json"]
     result = run.exec(flow.src, _script("CAT") + files, comment=f"{flow.src}: read the monitor for the baseline paths")
     parts: dict[str, str] = {}
@@ -367,7 +367,6 @@ def _established_paths(run: Run, flow: Flow) -> list[tuple[str, str]]:
             parts[current] = ""
         elif current:
             parts[current] += line
-    from ..report.parsers import parse_iperf3
     client = parse_iperf3(parts.get(files[1], ""))
     connections = connections_from_monitor(parse_monitor(parts.get(files[0], "")), client.local_ports, flow.port or 0)
     pairs: list[tuple[str, str]] = []
@@ -450,7 +449,6 @@ def _stop_and_collect(run: Run, grace: int, progress: Progress) -> None:
 
 
 def _write_inputs(run: Run, checklist: Checklist) -> None:
-    from ..plan.commands import make_plan
     (run.results_dir / "topology.yaml").write_text(topology_to_yaml(run.topology))
     state = asdict(run.state)
     state.pop("topology_yaml", None)
@@ -533,7 +531,6 @@ class _SigintDeferred:
 
 def _finish_run(run: Run, grace: int, progress: Progress, plots: bool) -> dict[str, Any]:
     """Stop everything, copy files out, lay them out, write summary, checklist, commands.sh, plots."""
-    from ..report.summary import arrange_files, build_summary, write_summary
     _stop_and_collect(run, grace, progress)
     _write_run_meta(run, bool(run.reasons))
     commands = run.results_dir / "commands.sh"
@@ -545,7 +542,6 @@ def _finish_run(run: Run, grace: int, progress: Progress, plots: bool) -> dict[s
     write_summary(run.results_dir, summary)
     if plots:
         progress("drawing plots")
-        from ..report.plots import draw_all
         try:
             summary["plots"] = [path.name for path in draw_all(run.results_dir, summary)]
         except Exception as exc:  # noqa: BLE001 - plots must not lose the results
@@ -594,58 +590,3 @@ def run_experiment(lab: str | None = None, topology: Topology | None = None, *, 
             raise RuntimeFailure(f"{failure} (partial results in {run.results_dir})") from failure
         raise failure
     return RunResult(run.results_dir, summary, bool(summary.get("incomplete")))
-
-
-# -- CLI -------------------------------------------------------------------------------------
-
-
-@click.command("run")
-@click.argument("topology", required=False, type=click.Path(dir_okay=False))
-@click.option("--lab", "lab_name", help="The lab to run on (default: the topology's name, or the only lab up).")
-@click.option("--duration", type=float, help="Every flow lasts this many seconds (iperf3 rounds up to whole seconds).")
-@click.option("--results", "results_root", type=click.Path(file_okay=False), default="results", show_default=True,
-              help="Where results/<lab>-<timestamp>/ goes.")
-@click.option("--allow-no-impairments", is_flag=True,
-              help="When the lab must be brought up and the kernel has no netem, proceed with rates only.")
-@click.option("--baseline", is_flag=True,
-              help="After the flows, measure single-path TCP over each path of every MPTCP flow, one at a time.")
-@click.option("--sample-period", type=click.FloatRange(0.1, 10), default=0.5, show_default=True,
-              help="Seconds between ss / interface counter samples.")
-@click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
-def run_command(topology: str | None, lab_name: str | None, duration: float | None, results_root: str,
-                allow_no_impairments: bool, baseline: bool, sample_period: float, no_plots: bool) -> None:
-    """Run the flows of TOPOLOGY (or of the running lab) and collect the results."""
-    from ..cli import err, out, steps
-    from ..report.summary import render_table
-    if duration is not None and duration <= 0:
-        raise MptcpdockError(f"--duration {duration:g}: give a positive number of seconds")
-    model = load_topology(topology) if topology else None
-    lab_api.docker_reachable()
-    with steps("running", False) as progress:
-        result = run_experiment(lab_name, model, duration=duration, results_root=Path(results_root),
-                                progress=progress, allow_no_impairments=allow_no_impairments or bool(model and
-                                model.allow_no_impairments), baseline=baseline, sample_period=sample_period,
-                                plots=not no_plots)
-    click.echo(render_table(result.summary))
-    out.print(f"\nresults: {result.results_dir}")
-    if result.incomplete:
-        err.print("[yellow]incomplete:[/] " + "; ".join(result.summary.get("reasons", [])), soft_wrap=True)
-        if any("interrupted" in reason for reason in result.summary.get("reasons", [])):
-            raise SystemExit(130)
-
-
-@click.command("report")
-@click.argument("results_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--no-plots", is_flag=True)
-def report_command(results_dir: str, no_plots: bool) -> None:
-    """Reprint the summary table of RESULTS_DIR and redraw its plots."""
-    from ..cli import out
-    from ..report.summary import load_or_build_summary, render_table, write_summary
-    path = Path(results_dir)
-    summary = load_or_build_summary(path)
-    click.echo(render_table(summary))
-    if not no_plots:
-        from ..report.plots import draw_all
-        summary["plots"] = [p.name for p in draw_all(path, summary)]
-        write_summary(path, summary)
-        out.print(f"\nplots: {', '.join(summary['plots'])} in {path / 'plots'}")

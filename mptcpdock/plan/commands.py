@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from .. import NODE_IMAGE
 from ..topology.model import Topology
 from .routing import NodeRouting, compute_routing, routing_commands
-from .shaping import plan_shaping, without_impairments
+from .queues import EgressShaping, PathRoundTrip, egress_shaping, path_round_trips
+from .shaping import ShapingPlan, choose_queue, plan_shaping
 
 CAPABILITIES = ("NET_ADMIN", "NET_RAW")
 #: Phases, in the order they are applied inside each node.
@@ -44,6 +45,8 @@ class NodePlan:
     phases: dict[str, list[str]] = field(default_factory=dict)
     routing: NodeRouting = field(default_factory=NodeRouting)
     monitor: bool = False
+    #: interface -> its egress shaping as planned (tc lines and the queue with its reason).
+    shaping: dict[str, ShapingPlan] = field(default_factory=dict)
 
     def ip_lines(self) -> list[str]:
         return [line for phase in PHASES if phase != "qdiscs" for line in self.phases.get(phase, [])]
@@ -172,23 +175,29 @@ def _mptcp_lines(topo: Topology, node: str, interfaces: list[InterfacePlan]) -> 
     return lines
 
 
-def _qdisc_lines(topo: Topology, node: str, drop_impairments: bool) -> list[str]:
-    lines: list[str] = []
+def _node_shaping(topo: Topology, node: str, egress: EgressShaping,
+                  round_trips: dict[tuple[str, str], PathRoundTrip]) -> dict[str, ShapingPlan]:
+    """interface -> its shaping plan, each default queue sized by the paths through it."""
+    out: dict[str, ShapingPlan] = {}
     for link in topo.links_of(node):
-        shaping = link.shaping_from(node)
-        if drop_impairments:
-            shaping = without_impairments(shaping)
-        lines += plan_shaping(link.end(node).interface or "", shaping).commands
-    return lines
+        interface = link.end(node).interface or ""
+        shaping = egress[(node, interface)]
+        path = round_trips.get((node, interface))
+        choice = choose_queue(shaping, path.rtt_us, path.describe()) if path else choose_queue(shaping)
+        out[interface] = plan_shaping(interface, shaping, choice)
+    return out
 
 
 def make_plan(topology: Topology, *, drop_impairments: bool = False) -> Plan:
     """Plan a *validated* topology (see :func:`mptcpdock.topology.validate.validate`)."""
     routing = compute_routing(topology)
     gso_segments = gso_max_segs(topology)
+    egress = egress_shaping(topology, drop_impairments=drop_impairments)
+    round_trips = path_round_trips(topology, routing, egress)
     nodes: dict[str, NodePlan] = {}
     for name, node in topology.nodes.items():
         interfaces = _interfaces(topology, name)
+        shaping = _node_shaping(topology, name, egress, round_trips)
         sysctls = default_sysctls(node.kind, node.mptcp.enabled)
         sysctls.update(node.sysctls)
         nodes[name] = NodePlan(
@@ -203,10 +212,11 @@ def make_plan(topology: Topology, *, drop_impairments: bool = False) -> Plan:
                 "addresses": _address_lines(interfaces, gso_segments),
                 "routes": routing_commands(routing[name]),
                 "mptcp": _mptcp_lines(topology, name, interfaces),
-                "qdiscs": _qdisc_lines(topology, name, drop_impairments),
+                "qdiscs": [line for planned in shaping.values() for line in planned.commands],
             },
             routing=routing[name],
             monitor=node.mptcp.monitor,
+            shaping=shaping,
         )
     links = []
     for link in topology.links:

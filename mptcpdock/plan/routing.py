@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from ..topology.model import Route, Topology
+from ..topology.validate import validate
 
 #: Per-source tables are numbered TABLE_BASE + i (i = 1.. in link order on the node), and
 #: their rules get priority RULE_PRIORITY_BASE + i: after the 'local' rule (0), before 'main' (32766).
@@ -513,8 +514,7 @@ def path_warnings(topology: Topology, src: str, dst: str, *, src_address: str | 
     """
     topo = topology
     if any(link.subnet is None or link.a.address is None or link.b.address is None for link in topo.links):
-        from ..topology.validate import validate  # resolve a raw model first
-        topo = validate(topo)
+        topo = validate(topo)  # resolve a raw model first
     routing = routing or compute_routing(topo)
     client_address, server_address = _flow_addresses(topo, routing, src, dst, src_address, dst_address)
     if client_address is None or server_address is None:

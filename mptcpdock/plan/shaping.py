@@ -6,10 +6,12 @@ Layout on the egress of each link end, as in Mininet's ``TCIntf``:
   beneath it ``netem`` when delay/jitter/loss are asked for, else ``pfifo``;
 * no rate: ``netem`` as root for delay/jitter/loss, or ``pfifo`` for a bare queue limit.
 
-The queue limit (packets) defaults to about one bandwidth-delay product of the link,
-using the round trip over this link (twice its delay) with a floor of 20 ms, and never
-fewer than :data:`MIN_QUEUE` packets: enough for TCP to fill the link without building
-seconds of delay. Write ``queue:`` on a link to choose it yourself.
+The queue limit (packets) defaults to one bandwidth-delay product at the end's rate over
+the longest round trip of the routed paths that leave through it (see
+:mod:`mptcpdock.plan.queues`; without one, twice the link's own delay), with a floor of
+20 ms and never fewer than :data:`MIN_QUEUE` packets: enough for TCP to fill the link
+without building seconds of delay. Write ``queue:`` on a link to choose it yourself.
+Every choice carries its reason (:class:`QueueChoice`), shown by ``plan`` and ``up``.
 """
 
 from __future__ import annotations
@@ -27,22 +29,56 @@ CLASS_ID = "1:1"
 LEAF_HANDLE = "10:"
 
 
+NETEM_DEFAULT_LIMIT = 1000  # packets: netem's own default, used when there is no rate
+
+
+@dataclass(frozen=True)
+class QueueChoice:
+    """A queue limit in packets and why it is that long (for ``plan`` and the interface table)."""
+
+    packets: int
+    reason: str
+
+
 @dataclass(frozen=True)
 class ShapingPlan:
     """The tc commands (arguments for ``tc -batch``) for one interface."""
 
     interface: str
     commands: tuple[str, ...]
-    queue: int | None
+    queue: QueueChoice | None
 
 
-def default_queue(shaping: Shaping) -> int:
-    """About one bandwidth-delay product in full-size frames, at least MIN_QUEUE."""
+def own_round_trip(shaping: Shaping) -> int:
+    """Microseconds: the round trip over this link alone (its delay and jitter, both ways)."""
+    return 2 * (shaping.delay or 0) + 2 * (shaping.jitter or 0)
+
+
+def default_queue(shaping: Shaping, rtt_us: int | None = None) -> int:
+    """One bandwidth-delay product in full-size frames over ``rtt_us`` (default: the
+    link's own round trip), with the round-trip floor, and at least MIN_QUEUE."""
+    return choose_queue(shaping, rtt_us).packets
+
+
+def choose_queue(shaping: Shaping, rtt_us: int | None = None, path: str | None = None) -> QueueChoice:
+    """The queue for one link end: explicit ``queue:``, else one BDP over the longest of
+    ``rtt_us`` (the routed paths' round trip through this end, described by ``path``) and
+    the link's own round trip, floored at RTT_FLOOR_US and MIN_QUEUE packets."""
+    if shaping.queue is not None:
+        return QueueChoice(shaping.queue, "set by queue:")
     if shaping.rate is None:
-        return 1000  # netem's own default limit
-    rtt_us = max(2 * (shaping.delay or 0) + 2 * (shaping.jitter or 0), RTT_FLOOR_US)
-    bdp_bytes = shaping.rate / 8 * rtt_us / 1_000_000
-    return max(MIN_QUEUE, math.ceil(bdp_bytes / MTU_FRAME))
+        return QueueChoice(NETEM_DEFAULT_LIMIT, "no rate: netem's default limit")
+    own = own_round_trip(shaping)
+    if rtt_us is not None and rtt_us > own:
+        rtt, basis = rtt_us, f"round trip of {path}" if path else "routed round trip"
+    else:
+        rtt, basis = own, "this link's round trip"
+    if rtt < RTT_FLOOR_US:
+        rtt, basis = RTT_FLOOR_US, f"{RTT_FLOOR_US // 1000} ms floor"
+    packets = math.ceil(shaping.rate / 8 * rtt / 1_000_000 / MTU_FRAME)
+    if packets < MIN_QUEUE:
+        return QueueChoice(MIN_QUEUE, f"{MIN_QUEUE}-packet floor")
+    return QueueChoice(packets, f"1 BDP: {shaping.rate / 1e6:g} Mbit/s x {rtt / 1000:g} ms ({basis})")
 
 
 def htb_burst(rate: int) -> int:
@@ -66,15 +102,17 @@ def _netem_args(shaping: Shaping, queue: int) -> str:
     return " ".join(args)
 
 
-def plan_shaping(interface: str, shaping: Shaping) -> ShapingPlan:
-    """The tc commands for ``interface``'s egress; empty when nothing is asked."""
+def plan_shaping(interface: str, shaping: Shaping, queue_choice: QueueChoice | None = None) -> ShapingPlan:
+    """The tc commands for ``interface``'s egress; empty when nothing is asked.
+    ``queue_choice`` defaults to :func:`choose_queue` over the link's own round trip."""
     if shaping.is_empty:
         return ShapingPlan(interface, (), None)
-    queue = shaping.queue if shaping.queue is not None else default_queue(shaping)
+    choice = queue_choice or choose_queue(shaping)
+    queue = choice.packets
     dev = f"dev {interface}"
     if shaping.rate is None:
         leaf = _netem_args(shaping, queue) if shaping.needs_netem else f"pfifo limit {queue}"
-        return ShapingPlan(interface, (f"qdisc add {dev} root handle {LEAF_HANDLE} {leaf}",), queue)
+        return ShapingPlan(interface, (f"qdisc add {dev} root handle {LEAF_HANDLE} {leaf}",), choice)
     burst = htb_burst(shaping.rate)
     quantum = min(200_000, max(MTU_FRAME, shaping.rate // 8 // 10))
     leaf = _netem_args(shaping, queue) if shaping.needs_netem else f"pfifo limit {queue}"
@@ -86,7 +124,7 @@ def plan_shaping(interface: str, shaping: Shaping) -> ShapingPlan:
             f"ceil {shaping.rate}bit burst {burst} cburst {burst} quantum {quantum}",
             f"qdisc add {dev} parent {CLASS_ID} handle {LEAF_HANDLE} {leaf}",
         ),
-        queue,
+        choice,
     )
 
 

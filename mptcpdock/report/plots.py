@@ -17,7 +17,6 @@ from typing import Any
 from .parsers import parse_samples
 
 
-
 def _save(fig, path: Path) -> Path:
     """Lay out, write the PNG and free the figure."""
     fig.tight_layout()
@@ -27,6 +26,7 @@ def _save(fig, path: Path) -> Path:
 
 
 def _pyplot():
+    """matplotlib, imported on first use: it is slow to import and only plots need it."""
     import matplotlib
 
     matplotlib.use("Agg")

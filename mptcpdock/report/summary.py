@@ -24,12 +24,13 @@ from typing import Any
 
 from tabulate import tabulate
 
+from ..errors import MptcpdockError
 from ..plan.checklist import CandidateSubflow, Check, Checklist, FlowChecklist, owner_interface, render_checklist
 from ..topology.loader import load_topology
 from ..topology.model import Topology
-from .parsers import IperfResult, MonitorEvent, Sample, SocketSample, parse_iperf3, parse_monitor, parse_samples
 from ..topology.units import format_rate
 from ..topology.validate import validate
+from .parsers import IperfResult, MonitorEvent, Sample, SocketSample, parse_iperf3, parse_monitor, parse_samples
 
 # -- file layout ---------------------------------------------------------------------------------
 
@@ -445,7 +446,6 @@ def load_or_build_summary(results_dir: Path) -> dict[str, Any]:
     summary = _read_json(results_dir / "summary.json")
     if summary is None:
         if not (results_dir / "run.json").exists():
-            from ..errors import MptcpdockError
             raise MptcpdockError(f"{results_dir} is not a results directory of 'mptcpdock run' (no run.json)")
         summary = build_summary(results_dir)
         write_summary(results_dir, summary)

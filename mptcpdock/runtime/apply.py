@@ -20,10 +20,10 @@ from docker.errors import APIError, DockerException
 from requests.exceptions import RequestException
 
 from .. import NODE_IMAGE
-from . import docker_api
-from .docker_api import LABEL_LAB, LABEL_LINK, LABEL_NODE, LABEL_ROLE
 from ..errors import MptcpdockError, RuntimeFailure, TopologyError
 from ..plan.commands import LinkPlan, NodePlan, Plan, make_plan
+from . import docker_api
+from .docker_api import LABEL_LAB, LABEL_LINK, LABEL_NODE, LABEL_ROLE
 from .probe import KernelProbe, probe_kernel, require
 from .state import LabState, NodeState, delete_state, new_state, save_state
 from .trace import Trace

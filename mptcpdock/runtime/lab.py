@@ -5,18 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tabulate import tabulate
-
-from . import docker_api, apply
 from ..errors import LabNotFound
+from ..plan.commands import Plan, make_plan
 from ..topology.loader import load_topology
 from ..topology.model import Topology
-from ..plan.commands import Plan, make_plan
-from .apply import Progress, UpResult
-from ..plan.shaping import plan_shaping, without_impairments
-from .state import LabState, known_labs, load_state, state_dir
-from ..topology.units import format_rate, format_time_us
 from ..topology.validate import validate
+from . import apply, docker_api
+from .apply import Progress, UpResult
+from .image import image_info
+from .state import LabState, known_labs, load_state, state_dir
 
 
 def prepare(topology: Topology) -> Plan:
@@ -31,9 +28,7 @@ def trace_path(lab: str) -> Path:
 def bring_up(topology: Topology, *, allow_no_impairments: bool = False,
              progress: Progress = lambda _: None) -> UpResult:
     plan = prepare(topology)
-    image = {}
-    try:
-        from .image import image_info  # the node image's labels and digest, for the record
+    try:  # the node image's labels and digest, for the record
         image = image_info(None, next(iter(plan.nodes.values())).image)
     except Exception:  # noqa: BLE001 - recording is best effort; preflight reports a missing image
         image = {}
@@ -52,9 +47,14 @@ def tear_down(target: str | None, progress: Progress = lambda _: None) -> tuple[
     return lab, containers, networks
 
 
+def is_topology_file(target: str | None) -> bool:
+    """Whether a command's TARGET names a topology file (rather than a lab or a node)."""
+    return bool(target) and (target.endswith((".yaml", ".yml")) or Path(target).is_file())  # type: ignore[union-attr]
+
+
 def resolve_lab(target: str | None, *, must_run: bool = True) -> str:
-    if target and (target.endswith((".yaml", ".yml")) or Path(target).is_file()):
-        return load_topology(target).name
+    if is_topology_file(target):
+        return load_topology(target).name  # type: ignore[arg-type]
     if target:
         return target
     labs = sorted(set(known_labs()) | set(apply.running_labs()))
@@ -67,40 +67,6 @@ def resolve_lab(target: str | None, *, must_run: bool = True) -> str:
 
 def current_state(target: str | None) -> LabState:
     return load_state(resolve_lab(target))
-
-
-def interface_table(plan_or_state: Plan | LabState) -> str:
-    """node, interface, address, link, peer, shaping: the table ``up`` ends with."""
-    if isinstance(plan_or_state, LabState):
-        topology = plan_or_state.topology()
-        dropped = plan_or_state.impairments_dropped
-    else:
-        topology, dropped = plan_or_state.topology, plan_or_state.impairments_dropped
-    rows = []
-    for name in topology.nodes:
-        for link in topology.links_of(name):
-            end, peer = link.end(name), link.peer(name)
-            shaping = link.shaping_from(name)
-            applied = without_impairments(shaping) if dropped else shaping
-            rows.append([name, end.interface, f"{end.address}/{link.subnet.split('/')[1] if link.subnet else '?'}",
-                         link.name, f"{peer.node}:{peer.interface}", describe_shaping(applied, shaping)])
-    return tabulate(rows, headers=["node", "interface", "address", "link", "peer", "egress shaping"])
-
-
-def describe_shaping(applied, asked) -> str:
-    parts = []
-    if applied.rate:
-        parts.append(format_rate(applied.rate))
-    for key in ("delay", "jitter"):
-        if getattr(asked, key):
-            text = format_time_us(getattr(asked, key))
-            parts.append(f"{key} {text}" if getattr(applied, key) else f"{key} {text} DROPPED")
-    if asked.loss:
-        parts.append(f"loss {asked.loss:g}%" + ("" if applied.loss else " DROPPED"))
-    queue = plan_shaping("x", applied).queue
-    if queue:
-        parts.append(f"queue {queue}p")
-    return ", ".join(parts) or "-"
 
 
 def status_rows() -> list[list[object]]:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from ..errors import KernelFeatureError, RuntimeFailure
 from . import docker_api
 from .docker_api import LABEL_ROLE
-from ..errors import KernelFeatureError, RuntimeFailure
 
 QDISCS = ("netem", "htb", "tbf", "pfifo")
 

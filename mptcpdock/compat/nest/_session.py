@@ -1,8 +1,9 @@
 """The topology a NeST script builds, kept globally as NeST keeps its TopologyMap.
 
 NeST scripts create nodes and networks at module level and never pass a topology object
-around, so the layer keeps one session per process. :func:`reset` empties it (the export
-command and the tests run several scripts in one process).
+around, so the layer keeps one session per process, and one per script that
+:func:`mptcpdock.api.topology_of_script` runs (the export command and the tests run several
+scripts in one process). :func:`reset` empties it.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ...api import Lab
+from . import config
+from ._scope import PerScript
 
 if TYPE_CHECKING:
     from .topology.network import Network
@@ -27,19 +30,14 @@ class Session:
         self.current_network: "Network | None" = None
 
 
-_session: Session | None = None
+_current: PerScript[Session] = PerScript(Session)
 
 
 def session() -> Session:
-    global _session
-    if _session is None:
-        _session = Session()
-    return _session
+    return _current.get()
 
 
 def reset() -> None:
     """Forget every node, link and network, and restore NeST's default config."""
-    global _session
-    _session = None
-    from . import config
+    _current.clear()
     config.reset()

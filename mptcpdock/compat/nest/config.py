@@ -16,6 +16,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from ._scope import PerScript
+
 DEFAULTS: dict[str, Any] = {
     "assign_random_names": True,
     "default_bandwidth": "1024mbit",
@@ -33,7 +35,8 @@ DEFAULTS: dict[str, Any] = {
 }
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
-_values: dict[str, Any] = dict(DEFAULTS)
+#: This program's values (each script an export runs starts from the defaults).
+_values: PerScript[dict[str, Any]] = PerScript(lambda: dict(DEFAULTS))
 
 
 def set_value(parameter: str, value: Any) -> None:
@@ -50,19 +53,18 @@ def set_value(parameter: str, value: Any) -> None:
         if value not in LOG_LEVELS:
             raise ValueError(f"log_level {value!r} is not one of {', '.join(LOG_LEVELS)} (any case)")
         logging.getLogger("mptcpdock").setLevel(logging.DEBUG if value == "TRACE" else value)
-    _values[parameter] = value
+    _values.get()[parameter] = value
 
 
 def get_value(parameter: str) -> Any:
     if parameter not in DEFAULTS:
         raise ValueError(f"The given config parameter {parameter} does not exist")
-    return _values[parameter]
+    return _values.get()[parameter]
 
 
 def trace_enabled() -> bool:
-    return _values["log_level"] == "TRACE"
+    return _values.get()["log_level"] == "TRACE"
 
 
 def reset() -> None:
     _values.clear()
-    _values.update(DEFAULTS)

@@ -27,8 +27,13 @@ from typing import Any
 
 from ....api import caller_location, env_duration, flow_model, stop_if_capturing
 from ....errors import RuntimeFailure, TopologyError
+from ....experiment.runner import run_experiment
+from ....plan.checklist import make_checklist, render_checklist
+from ....report.summary import render_table
+from ....runtime import lab as lab_api
 from ....topology.model import Flow as FlowModel
 from ....topology.model import Topology
+from ....topology.validate import validate
 from .. import config
 from .._session import session
 from ..topology.address import Address
@@ -164,10 +169,6 @@ class Experiment:
         script with exit status 1)."""
         topology = self.topology()
         stop_if_capturing(topology)
-        from ....runtime import lab as lab_api
-        from ....experiment.runner import run_experiment
-        from ....report.summary import render_table
-
         lab_api.prepare(topology)  # every input error before Docker is touched
         duration = env_duration()
         baseline = os.environ.get("MPTCPDOCK_BASELINE", "").strip() not in ("", "0")
@@ -229,8 +230,6 @@ def _progress(message: str) -> None:
 
 def _checklist_text(topology: Topology) -> str:
     """NeST's MPTCP checklist (and the subflows each flow should open), before traffic."""
-    from ....plan.checklist import make_checklist, render_checklist
-    from ....topology.validate import validate
     return render_checklist(make_checklist(validate(topology)))
 
 

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import click
 
-from .api import topology_of_script
-from .topology.loader import load_topology, topology_to_yaml
-from .topology.model import Topology
-from .topology.validate import validate
+from ..api import topology_of_script
+from ..topology.loader import load_topology, topology_to_yaml
+from ..topology.model import Topology
+from ..topology.validate import validate
 
 
 def export_topology(source: str | Path, *, resolved: bool = False, name: str | None = None) -> str:

@@ -1,0 +1,5 @@
+"""``python -m mptcpdock.cli``: the same as the ``mptcpdock`` command."""
+
+from .main import main
+
+main()

@@ -1,0 +1,139 @@
+"""``mptcpdock plan``, ``up``, ``status``, ``exec`` and ``down``: a lab's life cycle, and the
+interface table ``up`` and ``status`` end with."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+
+import click
+from tabulate import tabulate
+
+from ..errors import MptcpdockError
+from ..plan.commands import Plan, make_plan
+from ..plan.shaping import plan_shaping, without_impairments
+from ..runtime import lab as lab_api
+from ..runtime.docker_api import run_exec
+from ..runtime.state import LabState
+from ..topology.loader import load_topology
+from ..topology.model import Shaping
+from ..topology.units import format_rate, format_time_us
+from ..topology.validate import validate
+from .console import err, out, steps, warn
+
+
+@click.command("up")
+@click.argument("topology", type=click.Path(dir_okay=False))
+@click.option("--name", help="Lab name (default: the topology's 'name').")
+@click.option("--allow-no-impairments", is_flag=True,
+              help="Where the kernel has no netem, proceed with rates only (recorded and warned about).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress and no table.")
+def up(topology: str, name: str | None, allow_no_impairments: bool, quiet: bool) -> None:
+    """Bring up the lab a TOPOLOGY file describes."""
+    model = load_topology(topology, name=name)
+    lab_api.prepare(model)  # every input error before Docker is touched
+    lab_api.docker_reachable()
+    with steps(f"bringing up {model.name}", quiet) as progress:
+        result = lab_api.bring_up(model, allow_no_impairments=allow_no_impairments, progress=progress)
+    if not quiet:
+        click.echo(interface_table(result.plan))
+        out.print(f"\nlab [bold]{model.name}[/] is up: {len(result.plan.nodes)} nodes, {len(result.plan.links)} links "
+                  f"in {result.timings['total']:.2f} s (kernel {result.probe.kernel}, netem "
+                  f"{'yes' if result.probe.netem else 'no'}); trace: {lab_api.trace_path(model.name)}")
+    warn(result.state)
+
+
+@click.command("down")
+@click.argument("target", required=False)
+@click.option("-q", "--quiet", is_flag=True)
+def down(target: str | None, quiet: bool) -> None:
+    """Remove a lab (by name or topology file; the only one when omitted). Idempotent."""
+    with steps("tearing down", quiet) as progress:
+        lab, containers, networks = lab_api.tear_down(target, progress)
+    if not quiet:
+        out.print(f"lab {lab}: removed {containers} containers and {networks} networks")
+
+
+@click.command("status")
+@click.argument("lab", required=False)
+def status(lab: str | None) -> None:
+    """List labs, or show one lab's interfaces."""
+    if lab is None:
+        rows = lab_api.status_rows()
+        if not rows:
+            out.print("no labs are up")
+            return
+        click.echo(tabulate(rows, headers=["lab", "topology", "nodes", "links", "containers", "notes"]))
+        return
+    state = lab_api.current_state(lab)
+    click.echo(interface_table(state))
+    warn(state)
+
+
+@click.command(name="exec", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("--lab", "lab_name", help="The lab (default: the only one that is up).")
+@click.argument("node")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def exec_(lab_name: str | None, node: str, command: tuple[str, ...]) -> None:
+    """Run COMMAND in NODE (a shell when no command is given)."""
+    state = lab_api.current_state(lab_name)
+    container = state.container(node)
+    warn(state)  # on stderr: the command's own output stays clean
+    if command[:1] == ("--",):  # 'exec NODE -- CMD': click keeps the separator after NODE
+        command = command[1:]
+    if not command:
+        docker = shutil.which("docker")
+        if not docker:
+            raise MptcpdockError("an interactive shell needs the docker CLI; give a command instead")
+        os.execv(docker, [docker, "exec", "-it", container, "bash"])
+    result = run_exec(container, list(command))
+    sys.stdout.write(result.stdout)
+    sys.stderr.write(result.stderr)
+    sys.exit(result.exit_code)
+
+
+@click.command("plan")
+@click.argument("topology", type=click.Path(dir_okay=False))
+@click.option("--no-impairments", is_flag=True, help="Plan as on a kernel without netem.")
+def plan(topology: str, no_impairments: bool) -> None:
+    """Print the commands 'up' would run in each node (no Docker needed)."""
+    made = make_plan(validate(load_topology(topology)), drop_impairments=no_impairments)
+    for node, line in made.trace_lines():
+        out.print(f"[dim]{node:>8}[/]  {line}", soft_wrap=True)
+
+
+# -- the interface table ---------------------------------------------------------------------------
+
+def interface_table(plan_or_state: Plan | LabState) -> str:
+    """node, interface, address, link, peer, shaping: the table ``up`` ends with."""
+    if isinstance(plan_or_state, LabState):
+        topology = plan_or_state.topology()
+        dropped = plan_or_state.impairments_dropped
+    else:
+        topology, dropped = plan_or_state.topology, plan_or_state.impairments_dropped
+    rows = []
+    for name in topology.nodes:
+        for link in topology.links_of(name):
+            end, peer = link.end(name), link.peer(name)
+            shaping = link.shaping_from(name)
+            applied = without_impairments(shaping) if dropped else shaping
+            rows.append([name, end.interface, f"{end.address}/{link.subnet.split('/')[1] if link.subnet else '?'}",
+                         link.name, f"{peer.node}:{peer.interface}", describe_shaping(applied, shaping)])
+    return tabulate(rows, headers=["node", "interface", "address", "link", "peer", "egress shaping"])
+
+
+def describe_shaping(applied: Shaping, asked: Shaping) -> str:
+    parts = []
+    if applied.rate:
+        parts.append(format_rate(applied.rate))
+    for key in ("delay", "jitter"):
+        if getattr(asked, key):
+            text = format_time_us(getattr(asked, key))
+            parts.append(f"{key} {text}" if getattr(applied, key) else f"{key} {text} DROPPED")
+    if asked.loss:
+        parts.append(f"loss {asked.loss:g}%" + ("" if applied.loss else " DROPPED"))
+    queue = plan_shaping("x", applied).queue
+    if queue:
+        parts.append(f"queue {queue}p")
+    return ", ".join(parts) or "-"

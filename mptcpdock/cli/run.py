@@ -1,0 +1,62 @@
+"""``mptcpdock run`` and ``mptcpdock report``: run a lab's flows, and reread a results directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..errors import MptcpdockError
+from ..experiment.runner import run_experiment
+from ..report.plots import draw_all
+from ..report.summary import load_or_build_summary, render_table, write_summary
+from ..runtime import lab as lab_api
+from ..topology.loader import load_topology
+from .console import err, out, steps
+
+
+@click.command("run")
+@click.argument("topology", required=False, type=click.Path(dir_okay=False))
+@click.option("--lab", "lab_name", help="The lab to run on (default: the topology's name, or the only lab up).")
+@click.option("--duration", type=float, help="Every flow lasts this many seconds (iperf3 rounds up to whole seconds).")
+@click.option("--results", "results_root", type=click.Path(file_okay=False), default="results", show_default=True,
+              help="Where results/<lab>-<timestamp>/ goes.")
+@click.option("--allow-no-impairments", is_flag=True,
+              help="When the lab must be brought up and the kernel has no netem, proceed with rates only.")
+@click.option("--baseline", is_flag=True,
+              help="After the flows, measure single-path TCP over each path of every MPTCP flow, one at a time.")
+@click.option("--sample-period", type=click.FloatRange(0.1, 10), default=0.5, show_default=True,
+              help="Seconds between ss / interface counter samples.")
+@click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
+def run_command(topology: str | None, lab_name: str | None, duration: float | None, results_root: str,
+                allow_no_impairments: bool, baseline: bool, sample_period: float, no_plots: bool) -> None:
+    """Run the flows of TOPOLOGY (or of the running lab) and collect the results."""
+    if duration is not None and duration <= 0:
+        raise MptcpdockError(f"--duration {duration:g}: give a positive number of seconds")
+    model = load_topology(topology) if topology else None
+    lab_api.docker_reachable()
+    with steps("running", False) as progress:
+        result = run_experiment(lab_name, model, duration=duration, results_root=Path(results_root),
+                                progress=progress, allow_no_impairments=allow_no_impairments or bool(model and
+                                model.allow_no_impairments), baseline=baseline, sample_period=sample_period,
+                                plots=not no_plots)
+    click.echo(render_table(result.summary))
+    out.print(f"\nresults: {result.results_dir}")
+    if result.incomplete:
+        err.print("[yellow]incomplete:[/] " + "; ".join(result.summary.get("reasons", [])), soft_wrap=True)
+        if any("interrupted" in reason for reason in result.summary.get("reasons", [])):
+            raise SystemExit(130)
+
+
+@click.command("report")
+@click.argument("results_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--no-plots", is_flag=True)
+def report_command(results_dir: str, no_plots: bool) -> None:
+    """Reprint the summary table of RESULTS_DIR and redraw its plots."""
+    path = Path(results_dir)
+    summary = load_or_build_summary(path)
+    click.echo(render_table(summary))
+    if not no_plots:
+        summary["plots"] = [p.name for p in draw_all(path, summary)]
+        write_summary(path, summary)
+        out.print(f"\nplots: {', '.join(summary['plots'])} in {path / 'plots'}")
