@@ -8,11 +8,12 @@ import shutil
 import sys
 
 import click
+from rich.markup import escape
 from tabulate import tabulate
 
 from ..errors import MptcpdockError
-from ..plan.commands import Plan, make_plan
-from ..plan.shaping import plan_shaping, without_impairments
+from ..plan.commands import NodePlan, Plan, make_plan
+from ..plan.shaping import without_impairments
 from ..runtime import lab as lab_api
 from ..runtime.docker_api import run_exec
 from ..runtime.state import LabState
@@ -99,28 +100,42 @@ def exec_(lab_name: str | None, node: str, command: tuple[str, ...]) -> None:
 def plan(topology: str, no_impairments: bool) -> None:
     """Print the commands 'up' would run in each node (no Docker needed)."""
     made = make_plan(validate(load_topology(topology)), drop_impairments=no_impairments)
+    noted: set[str] = set()
     for node, line in made.trace_lines():
-        out.print(f"[dim]{node:>8}[/]  {line}", soft_wrap=True)
+        if node not in noted:
+            noted.add(node)
+            for note in queue_notes(made.nodes[node]):
+                out.print(f"[dim]{node:>8}  # {escape(note)}[/]", soft_wrap=True)
+        out.print(f"[dim]{node:>8}[/]  {escape(line)}", soft_wrap=True)
+
+
+def queue_notes(node: NodePlan) -> list[str]:
+    """'IF: queue N packets, REASON' for every shaped interface of ``node``."""
+    return [f"{dev}: queue {planned.queue.packets} packets, {planned.queue.reason}"
+            for dev, planned in node.shaping.items() if planned.queue]
 
 
 # -- the interface table ---------------------------------------------------------------------------
 
 def interface_table(plan_or_state: Plan | LabState) -> str:
-    """node, interface, address, link, peer, shaping: the table ``up`` ends with."""
+    """node, interface, address, link, peer, shaping, queue: the table ``up`` ends with.
+    A lab's state is planned again (pure) to show the queues it was given, and why."""
     if isinstance(plan_or_state, LabState):
-        topology = plan_or_state.topology()
-        dropped = plan_or_state.impairments_dropped
+        made = make_plan(plan_or_state.topology(), drop_impairments=plan_or_state.impairments_dropped)
     else:
-        topology, dropped = plan_or_state.topology, plan_or_state.impairments_dropped
+        made = plan_or_state
+    topology, dropped = made.topology, made.impairments_dropped
     rows = []
     for name in topology.nodes:
         for link in topology.links_of(name):
             end, peer = link.end(name), link.peer(name)
             shaping = link.shaping_from(name)
             applied = without_impairments(shaping) if dropped else shaping
+            queue = made.nodes[name].shaping[end.interface or ""].queue
             rows.append([name, end.interface, f"{end.address}/{link.subnet.split('/')[1] if link.subnet else '?'}",
-                         link.name, f"{peer.node}:{peer.interface}", describe_shaping(applied, shaping)])
-    return tabulate(rows, headers=["node", "interface", "address", "link", "peer", "egress shaping"])
+                         link.name, f"{peer.node}:{peer.interface}", describe_shaping(applied, shaping),
+                         f"{queue.packets} ({queue.reason})" if queue else "-"])
+    return tabulate(rows, headers=["node", "interface", "address", "link", "peer", "egress shaping", "queue"])
 
 
 def describe_shaping(applied: Shaping, asked: Shaping) -> str:
@@ -133,7 +148,4 @@ def describe_shaping(applied: Shaping, asked: Shaping) -> str:
             parts.append(f"{key} {text}" if getattr(applied, key) else f"{key} {text} DROPPED")
     if asked.loss:
         parts.append(f"loss {asked.loss:g}%" + ("" if applied.loss else " DROPPED"))
-    queue = plan_shaping("x", applied).queue
-    if queue:
-        parts.append(f"queue {queue}p")
     return ", ".join(parts) or "-"

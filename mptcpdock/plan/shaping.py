@@ -78,7 +78,7 @@ def choose_queue(shaping: Shaping, rtt_us: int | None = None, path: str | None =
     packets = math.ceil(shaping.rate / 8 * rtt / 1_000_000 / MTU_FRAME)
     if packets < MIN_QUEUE:
         return QueueChoice(MIN_QUEUE, f"{MIN_QUEUE}-packet floor")
-    return QueueChoice(packets, f"1 BDP: {shaping.rate / 1e6:g} Mbit/s x {rtt / 1000:g} ms ({basis})")
+    return QueueChoice(packets, f"1 BDP: {shaping.rate / 1e6:g} Mbit/s x {rtt / 1000:g} ms, {basis}")
 
 
 def htb_burst(rate: int) -> int:
