@@ -17,8 +17,9 @@ from mptcpdock.topology.model import Endpoint, Flow
 from mptcpdock.experiment.node_scripts import SCRIPTS
 from mptcpdock.report.parsers import (parse_iperf3, parse_iperf3_version, parse_monitor, parse_proc_net_dev,
                                parse_samples, parse_ss_line, split_endpoint)
-from mptcpdock.report.summary import (connections_from_monitor, failed_attempts, flow_sockets, interface_bytes,
-                               path_stats, render_table)
+from mptcpdock.report.records import Summary
+from mptcpdock.report.summary import connections_from_monitor, failed_attempts, flow_sockets, interface_bytes, path_stats
+from mptcpdock.report.table import render_table
 from mptcpdock.topology.validate import validate
 
 TOPOLOGIES = Path(__file__).resolve().parent.parent / "topologies"
@@ -204,13 +205,13 @@ def test_connections_are_matched_by_ports_from_either_end():
     client_view = connections_from_monitor(parse_monitor(MONITOR_CLIENT), [37383], 5202)
     assert len(client_view) == 1  # the iperf3 control connection (port 44009, dport 5201) is not it
     connection = client_view[0]
-    assert connection["token"] == "658a4a20" and connection["view"] == "client"
-    assert connection["pairs"] == [("10.0.1.1", "10.0.13.2"), ("10.0.2.1", "10.0.15.2")]
-    assert connection["established"] == 2
-    assert connection["announced"] == ["10.0.14.2 (remote id 2)"]
-    assert connection["failed"] == ["10.0.2.1 -> 10.0.13.2 closed error=113"]
+    assert connection.token == "658a4a20" and connection.view == "client"
+    assert connection.pairs == [("10.0.1.1", "10.0.13.2"), ("10.0.2.1", "10.0.15.2")]
+    assert connection.established == 2
+    assert connection.announced == ["10.0.14.2 (remote id 2)"]
+    assert connection.failed == ["10.0.2.1 -> 10.0.13.2 closed error=113"]
     server_view = connections_from_monitor(parse_monitor(MONITOR_SERVER), [50625], 5201)
-    assert server_view[0]["pairs"] == [("10.0.0.1", "192.168.10.2"), ("10.0.0.1", "192.168.11.2")]
+    assert server_view[0].pairs == [("10.0.0.1", "192.168.10.2"), ("10.0.0.1", "192.168.11.2")]
     assert connections_from_monitor(parse_monitor(MONITOR_SERVER), [1234], 5201) == []
 
 
@@ -280,9 +281,9 @@ def test_flow_sockets_follow_the_token_of_the_data_connection_only():
     assert set(series) == {("10.0.0.1", 34409, "192.168.11.2", 5201), ("10.0.0.1", 50625, "192.168.10.2", 5201)}
     assert all(len(points) == 2 for points in series.values())
     paths = path_stats(ex1(), "h1", "h2", series, {})
-    assert [(p["receiver_interface"], p["bytes"]) for p in paths] == [("eth2b", 9502646), ("eth2a", 9501889)]
-    assert sum(p["share"] for p in paths) == pytest.approx(1.0)
-    assert paths[0]["rtt_ms_mean"] == pytest.approx(16.083) and paths[0]["retransmits"] == 36
+    assert [(p.receiver_interface, p.bytes) for p in paths] == [("eth2b", 9502646), ("eth2a", 9501889)]
+    assert sum(p.share for p in paths) == pytest.approx(1.0)
+    assert paths[0].rtt_ms_mean == pytest.approx(16.083) and paths[0].retransmits == 36
 
 
 def test_attempts_never_established_are_reported():
@@ -296,10 +297,10 @@ def test_attempts_never_established_are_reported():
 
 def test_interface_bytes_between_the_samples_around_a_window():
     samples = parse_samples(sample_block(1.0, [], 1000) + sample_block(2.0, [], 5000) + sample_block(3.0, [], 9000))
-    window = interface_bytes(samples, 1.2, 2.5)
-    assert window["window"] == [1.0, 3.0]
-    assert window["bytes"]["eth1a"]["rx_bytes"] == 8000
-    assert interface_bytes(samples, None, 2.0) == {}
+    window = interface_bytes(samples, 1.2, 2.5, "h1")
+    assert window.window == (1.0, 3.0)
+    assert window.bytes["eth1a"].rx_bytes == 8000
+    assert interface_bytes(samples, None, 2.0, "h1") is None
 
 
 IPERF_CLIENT = {
@@ -363,7 +364,7 @@ def test_table_shows_goodput_subflows_paths_and_the_baseline_ratio():
         ],
         "impairments_dropped": True, "dropped_links": ["r2-h2"], "incomplete": True, "reasons": ["interrupted"],
     }
-    table = render_table(summary)
+    table = render_table(Summary.from_dict(summary))
     assert "18.40 Mbit/s" in table and "2 (2)" in table
     assert "eth2a (10.0.0.1->192.168.10.2): 23.0 MB 50%" in table and "10.0.2.1" not in table
     assert "= 0.970 of single-path TCP 19.00 Mbit/s" in table

@@ -143,7 +143,7 @@ def test_example_results_match_mptcpdock_run(tmp_path: Path, mptcp_kernel) -> No
         lab_api.tear_down("nest-ex1y")
     files = {path.relative_to(from_script) for path in from_script.rglob("*") if path.is_file()}
     assert files == {path.relative_to(result.results_dir) for path in result.results_dir.rglob("*") if path.is_file()}
-    assert set(summary_of(from_script)) == set(result.summary)
+    assert set(summary_of(from_script)) == set(result.summary.to_dict())
 
 
 NEST_TWO_HOSTS = """\

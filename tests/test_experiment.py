@@ -61,7 +61,7 @@ def ex1_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunResult]:
 
 
 def test_ex1_mptcp_aggregates_both_10mbit_paths(ex1_run: RunResult):
-    summary = ex1_run.summary
+    summary = ex1_run.summary.to_dict()
     assert not ex1_run.incomplete, summary["reasons"]
     mptcp = flow(summary, "h1-h2")
     goodput, baseline = mptcp["goodput_bps"], mptcp["baseline"]
@@ -79,15 +79,15 @@ def test_ex1_mptcp_aggregates_both_10mbit_paths(ex1_run: RunResult):
 
 
 def test_ex1_single_path_tcp_stays_within_one_10mbit_path(ex1_run: RunResult):
-    for name in flow(ex1_run.summary, "h1-h2")["baseline"]["flows"]:
-        tcp = flow(ex1_run.summary, name)
+    for name in flow(ex1_run.summary.to_dict(), "h1-h2")["baseline"]["flows"]:
+        tcp = flow(ex1_run.summary.to_dict(), name)
         assert tcp["protocol"] == "tcp" and tcp["status"] == "ok"
         assert 8.0e6 <= tcp["goodput_bps"] <= 10.0e6, f"{name}: {tcp['goodput_bps'] / 1e6:.2f} Mbit/s"
         assert len(data_paths(tcp)) == 1
 
 
 def test_ex1_monitor_shows_the_extra_subflow_over_the_second_path(ex1_run: RunResult):
-    summary, folder = ex1_run.summary, ex1_run.results_dir
+    summary, folder = ex1_run.summary.to_dict(), ex1_run.results_dir
     subflows = flow(summary, "h1-h2")["subflows"]
     assert subflows["expected"] == 2 and subflows["established"] == 2, subflows
     assert subflows["source"].startswith("monitor on")
@@ -117,7 +117,7 @@ def test_ex1_results_directory_holds_everything(ex1_run: RunResult):
     assert state["sysctls"]["h2"]["net.mptcp.enabled"] == "1"
     assert "image" in state and state["docker_host_kernel"]
     client = json.loads((folder / "flows" / "h1-h2" / "client.json").read_text())
-    assert client["end"]["sum_received"]["bits_per_second"] == flow(ex1_run.summary, "h1-h2")["goodput_bps"]
+    assert client["end"]["sum_received"]["bits_per_second"] == flow(ex1_run.summary.to_dict(), "h1-h2")["goodput_bps"]
 
 
 def test_ex1_commands_sh_replays_up_and_run_in_order(ex1_run: RunResult):
@@ -152,7 +152,7 @@ def test_report_redraws_the_plots_and_reprints_the_table(ex1_run: RunResult):
 def test_mega_dumbbell_h2_uses_two_paths_and_h1_one(tmp_path: Path):
     with running_lab(MEGA, "t3-mega"):
         result = run_experiment(topology=named(MEGA, "t3-mega"), duration=15, results_root=tmp_path)
-    summary = result.summary
+    summary = result.summary.to_dict()
     assert not result.incomplete, summary["reasons"]
     h2 = flow(summary, "h2-h6")
     assert h2["subflows"]["established"] == h2["subflows"]["expected"] == 2, h2["subflows"]
@@ -196,8 +196,8 @@ def test_ctrl_c_stops_everything_in_the_nodes_and_keeps_partial_results(tmp_path
             left = container_processes(up.state.container(node))
             assert not {"iperf3", "ip", "ss"} & set(left), left
     assert interrupted.is_set() and result.incomplete
-    assert any("interrupted" in reason for reason in result.summary["reasons"])
-    item = flow(result.summary, "h1-h2")
+    assert any("interrupted" in reason for reason in result.summary.to_dict()["reasons"])
+    item = flow(result.summary.to_dict(), "h1-h2")
     assert item["status"] == "interrupted" and item["goodput_bps"] > 0, item
     assert (result.results_dir / "flows" / "h1-h2" / "client.json").exists()
     assert (result.results_dir / "monitors" / "h1.log").exists()

@@ -9,7 +9,8 @@ import click
 from ..errors import MptcpdockError
 from ..experiment.runner import run_experiment
 from ..report.plots import draw_all
-from ..report.summary import load_or_build_summary, render_table, write_summary
+from ..report.summary import load_or_build_summary, write_summary
+from ..report.table import render_table
 from ..runtime import lab as lab_api
 from ..topology.loader import load_topology
 from .console import err, out, steps
@@ -43,8 +44,8 @@ def run_command(topology: str | None, lab_name: str | None, duration: float | No
     click.echo(render_table(result.summary))
     out.print(f"\nresults: {result.results_dir}")
     if result.incomplete:
-        err.print("[yellow]incomplete:[/] " + "; ".join(result.summary.get("reasons", [])), soft_wrap=True)
-        if any("interrupted" in reason for reason in result.summary.get("reasons", [])):
+        err.print("[yellow]incomplete:[/] " + "; ".join(result.summary.reasons), soft_wrap=True)
+        if any("interrupted" in reason for reason in result.summary.reasons):
             raise SystemExit(130)
 
 
@@ -57,6 +58,6 @@ def report_command(results_dir: str, no_plots: bool) -> None:
     summary = load_or_build_summary(path)
     click.echo(render_table(summary))
     if not no_plots:
-        summary["plots"] = [p.name for p in draw_all(path, summary)]
+        summary.plots = [p.name for p in draw_all(path, summary)]
         write_summary(path, summary)
-        out.print(f"\nplots: {', '.join(summary['plots'])} in {path / 'plots'}")
+        out.print(f"\nplots: {', '.join(summary.plots)} in {path / 'plots'}")

@@ -39,14 +39,16 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from ..errors import LabNotFound, MptcpdockError, RuntimeFailure, TopologyError
 from ..plan.checklist import Checklist, make_checklist, render_checklist
 from ..plan.commands import make_plan
 from ..report.parsers import parse_iperf3, parse_iperf3_version, parse_monitor
+from ..report.layout import arrange_files
 from ..report.plots import draw_all
-from ..report.summary import arrange_files, build_summary, connections_from_monitor, write_summary
+from ..report.records import Summary
+from ..report.summary import build_summary, connections_from_monitor, write_summary
 from ..runtime import docker_api, lab as lab_api
 from ..runtime.apply import parallel
 from ..runtime.state import LabState, load_state
@@ -67,7 +69,7 @@ NATIVE_MPTCP_IPERF3 = (3, 19)  # iperf3 with --mptcp (-m)
 @dataclass
 class RunResult:
     results_dir: Path
-    summary: dict[str, Any]
+    summary: Summary
     incomplete: bool
 
 
@@ -371,7 +373,7 @@ def _established_paths(run: Run, flow: Flow) -> list[tuple[str, str]]:
     connections = connections_from_monitor(parse_monitor(parts.get(files[0], "")), client.local_ports, flow.port or 0)
     pairs: list[tuple[str, str]] = []
     for connection in connections:
-        for local, remote in connection["pairs"]:
+        for local, remote in connection.pairs:
             if (local, remote) not in pairs:
                 pairs.append((local, remote))
     return pairs
@@ -529,7 +531,7 @@ class _SigintDeferred:
             signal.signal(signal.SIGINT, self.previous)
 
 
-def _finish_run(run: Run, grace: int, progress: Progress, plots: bool) -> dict[str, Any]:
+def _finish_run(run: Run, grace: int, progress: Progress, plots: bool) -> Summary:
     """Stop everything, copy files out, lay them out, write summary, checklist, commands.sh, plots."""
     _stop_and_collect(run, grace, progress)
     _write_run_meta(run, bool(run.reasons))
@@ -543,9 +545,9 @@ def _finish_run(run: Run, grace: int, progress: Progress, plots: bool) -> dict[s
     if plots:
         progress("drawing plots")
         try:
-            summary["plots"] = [path.name for path in draw_all(run.results_dir, summary)]
+            summary.plots = [path.name for path in draw_all(run.results_dir, summary)]
         except Exception as exc:  # noqa: BLE001 - plots must not lose the results
-            summary.setdefault("reasons", []).append(f"plots failed: {exc}")
+            summary.reasons.append(f"plots failed: {exc}")
         write_summary(run.results_dir, summary)
     return summary
 
@@ -589,4 +591,4 @@ def run_experiment(lab: str | None = None, topology: Topology | None = None, *, 
         if isinstance(failure, MptcpdockError):
             raise RuntimeFailure(f"{failure} (partial results in {run.results_dir})") from failure
         raise failure
-    return RunResult(run.results_dir, summary, bool(summary.get("incomplete")))
+    return RunResult(run.results_dir, summary, summary.incomplete)

@@ -93,6 +93,17 @@ class Checklist:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Checklist":
+        """The checklist :meth:`to_dict` wrote (checklist.json)."""
+        flows = [FlowChecklist(
+            flow=item["flow"], src=item["src"], dst=item["dst"], protocol=item["protocol"],
+            checks=[Check(**check) for check in item.get("checks", [])],
+            candidates=[CandidateSubflow(**c) for c in item.get("candidates", [])],
+            expected_subflows=item.get("expected_subflows", 1), reasoning=item.get("reasoning", []),
+            routing_warnings=item.get("routing_warnings", [])) for item in data.get("flows", [])]
+        return cls(Check(**data["mptcp_flow_exists"]), flows)
+
 
 # -- routing lookups on the end hosts (main table, as the kernel does without policy rules) ------
 

@@ -12,9 +12,9 @@ Time is in seconds since the run's t=0 (when the first flow could start).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from .parsers import parse_samples
+from .parsers import Sample, parse_samples
+from .records import Summary
 
 
 def _save(fig, path: Path) -> Path:
@@ -35,31 +35,30 @@ def _pyplot():
     return plt
 
 
-def draw_all(results_dir: Path, summary: dict[str, Any]) -> list[Path]:
+def draw_all(results_dir: Path, summary: Summary) -> list[Path]:
     folder = results_dir / "plots"
     folder.mkdir(exist_ok=True)
     samples = {}
     for path in sorted((results_dir / "samples").glob("*.txt")):
         samples[path.stem] = parse_samples(path.read_text(errors="replace"))
-    t0 = summary.get("t0") or 0.0
+    t0 = summary.t0 or 0.0
     out = [draw_throughput(folder / "throughput.png", summary),
            draw_paths(folder / "paths.png", summary, samples, t0),
            draw_subflows(folder / "subflows.png", summary, samples, t0)]
     return [path for path in out if path is not None]
 
 
-def draw_throughput(path: Path, summary: dict[str, Any]) -> Path | None:
+def draw_throughput(path: Path, summary: Summary) -> Path | None:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(9, 4.5))
     drawn = False
-    for flow in summary.get("flows", []):
-        points = flow.get("intervals") or []
-        if not points:
+    for flow in summary.flows:
+        if not flow.intervals:
             continue
-        times = [point[0] for point in points]
-        rates = [point[1] / 1e6 for point in points]
-        label = f"{flow['name']} ({flow['protocol']})"
-        ax.step(times, rates, where="pre", label=label, linestyle="--" if flow.get("role") == "baseline" else "-")
+        times = [time for time, _ in flow.intervals]
+        rates = [bps / 1e6 for _, bps in flow.intervals]
+        label = f"{flow.name} ({flow.protocol})"
+        ax.step(times, rates, where="pre", label=label, linestyle="--" if flow.role == "baseline" else "-")
         drawn = True
     if not drawn:
         plt.close(fig)
@@ -73,7 +72,7 @@ def draw_throughput(path: Path, summary: dict[str, Any]) -> Path | None:
     return _save(fig, path)
 
 
-def interface_rates(samples: list, interfaces: set[str]) -> dict[str, tuple[list[float], list[float]]]:
+def interface_rates(samples: list[Sample], interfaces: set[str]) -> dict[str, tuple[list[float], list[float]]]:
     """interface -> (times, received Mbit/s) between consecutive samples."""
     out: dict[str, tuple[list[float], list[float]]] = {}
     previous = None
@@ -92,12 +91,12 @@ def interface_rates(samples: list, interfaces: set[str]) -> dict[str, tuple[list
     return out
 
 
-def draw_paths(path: Path, summary: dict[str, Any], samples: dict[str, list], t0: float) -> Path | None:
+def draw_paths(path: Path, summary: Summary, samples: dict[str, list[Sample]], t0: float) -> Path | None:
     receivers: dict[str, set[str]] = {}
-    for flow in summary.get("flows", []):
-        for item in flow.get("paths", []):
-            if item.get("receiver_interface"):
-                receivers.setdefault(flow["receiver"], set()).add(item["receiver_interface"])
+    for flow in summary.flows:
+        for item in flow.paths:
+            if item.receiver_interface:
+                receivers.setdefault(flow.receiver, set()).add(item.receiver_interface)
     receivers = {node: names for node, names in receivers.items() if samples.get(node)}
     if not receivers:
         return None
@@ -115,13 +114,13 @@ def draw_paths(path: Path, summary: dict[str, Any], samples: dict[str, list], t0
     return _save(fig, path)
 
 
-def subflow_series(summary: dict[str, Any], samples: dict[str, list]) -> list[tuple[str, list[float], list[float], list[float]]]:
+def subflow_series(summary: Summary, samples: dict[str, list[Sample]]) -> list[tuple[str, list[float], list[float], list[float]]]:
     """(label, times, rtt ms, cwnd) per subflow of every flow, from its sender's samples."""
     out = []
-    for flow in summary.get("flows", []):
-        node_samples = samples.get(flow.get("sender") or "", [])
-        for item in flow.get("paths", []):
-            for local, lport, peer, pport in item.get("sockets", []):
+    for flow in summary.flows:
+        node_samples = samples.get(flow.sender or "", [])
+        for item in flow.paths:
+            for local, lport, peer, pport in item.sockets:
                 times, rtts, cwnds = [], [], []
                 for sample in node_samples:
                     for sock in sample.sockets:
@@ -132,12 +131,12 @@ def subflow_series(summary: dict[str, Any], samples: dict[str, list]) -> list[tu
                             cwnds.append(sock.info.get("cwnd", 0))
                 if len(times) >= 2 and max(s.info.get("bytes_acked", 0) for sample in node_samples
                                            for s in sample.sockets if s.local_port == lport and s.local == local) > 100_000:
-                    label = f"{flow['name']}: {local} -> {peer}"
+                    label = f"{flow.name}: {local} -> {peer}"
                     out.append((label, times, rtts, cwnds))
     return out
 
 
-def draw_subflows(path: Path, summary: dict[str, Any], samples: dict[str, list], t0: float) -> Path | None:
+def draw_subflows(path: Path, summary: Summary, samples: dict[str, list[Sample]], t0: float) -> Path | None:
     series = subflow_series(summary, samples)
     if not series:
         return None

@@ -29,7 +29,7 @@ from ....api import caller_location, env_duration, flow_model, stop_if_capturing
 from ....errors import RuntimeFailure, TopologyError
 from ....experiment.runner import run_experiment
 from ....plan.checklist import make_checklist, render_checklist
-from ....report.summary import render_table
+from ....report.table import render_table
 from ....runtime import lab as lab_api
 from ....topology.model import Flow as FlowModel
 from ....topology.model import Topology
@@ -199,7 +199,7 @@ class Experiment:
                 _say(f"lab {name!r} stays up (delete_namespaces_on_termination is False); "
                      f"remove it with: mptcpdock down {name}")
         if result is not None and result.incomplete:
-            reasons = "; ".join(result.summary.get("reasons", [])) or "see run.json"
+            reasons = "; ".join(result.summary.reasons) or "see run.json"
             raise RuntimeFailure(f"the experiment did not complete ({reasons}); results in {result.results_dir}")
 
     def __repr__(self) -> str:

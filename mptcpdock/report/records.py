@@ -1,0 +1,258 @@
+"""The records of ``summary.json``: one typed definition for the summary a run writes, the
+table and the plots it is drawn as, and whatever reads it back (``mptcpdock report``,
+sweeps, ``--json``).
+
+Each record serialises (:meth:`Record.to_dict`) to the keys of summary.json in the order
+the file has them, and reads back from that form (:meth:`Record.from_dict`; a key that is
+missing takes its field's default, so older and partial summaries read too). Times are
+epoch seconds unless a field says otherwise; rates are bit/s; sizes bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping, TypeVar
+
+#: The version of summary.json's layout, written as its ``"schema"`` key. Raise it when a
+#: key changes meaning or goes away (adding a key keeps the version).
+SCHEMA = 1
+
+R = TypeVar("R", bound="Record")
+
+#: ``to_dict`` leaves the key out while the field is None.
+OMIT_WHEN_NONE = {"when_none": "omit"}
+#: ``to_dict`` writes ``{}`` while the field is None (and ``from_dict`` reads ``{}`` as None).
+EMPTY_WHEN_NONE = {"when_none": "empty"}
+
+
+class Record:
+    """A dataclass that converts to and from summary.json's plain JSON values."""
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for item in fields(self):  # type: ignore[arg-type]
+            value = getattr(self, item.name)
+            when_none = item.metadata.get("when_none")
+            if value is None and when_none == "omit":
+                continue
+            out[item.name] = {} if value is None and when_none == "empty" else _plain(value)
+        return out
+
+    @classmethod
+    def from_dict(cls: type[R], data: Mapping[str, Any]) -> R:
+        hints = typing.get_type_hints(cls)
+        values = {}
+        for item in fields(cls):  # type: ignore[arg-type]
+            if item.name not in data:
+                continue
+            value = data[item.name]
+            if value == {} and item.metadata.get("when_none") == "empty":
+                value = None
+            values[item.name] = _typed(hints[item.name], value)
+        return cls(**values)
+
+
+def _plain(value: Any) -> Any:
+    """Records, tuples and nested containers as JSON values (lists and dicts)."""
+    if isinstance(value, Record):
+        return value.to_dict()
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    return value
+
+
+def _typed(hint: Any, value: Any) -> Any:
+    """A JSON value as the type ``hint`` says: records, tuples, lists and dicts of them."""
+    if value is None:
+        return None
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return _typed(next(arg for arg in args if arg is not type(None)), value)
+    if isinstance(hint, type) and issubclass(hint, Record):
+        return hint.from_dict(value)
+    if origin is list:
+        return [_typed(args[0], item) for item in value]
+    if origin is tuple:
+        return tuple(_typed(arg, item) for arg, item in zip(args, value))
+    if origin is dict:
+        return {key: _typed(args[1], item) for key, item in value.items()}
+    return value
+
+
+# -- a flow's subflows, as the monitors and the samples saw them ---------------------------------------
+
+@dataclass
+class Connection(Record):
+    """One MPTCP data connection of a flow, as one node's ``ip mptcp monitor`` saw it."""
+
+    token: str = ""
+    view: str = ""  # "client" or "server": the end whose monitor this is
+    pairs: list[tuple[str, str]] = field(default_factory=list)  # (client, server) address per established subflow, initial first
+    subflows: list[str] = field(default_factory=list)  # the same, as text ("a -> b (initial)")
+    announced: list[str] = field(default_factory=list)  # ADD_ADDRs received
+    failed: list[str] = field(default_factory=list)  # subflows closed before the connection
+    established: int = 0  # len(pairs)
+    events: list[str] = field(default_factory=list)  # the connection's monitor events (at most 50)
+
+
+@dataclass
+class SubflowOutcome(Record):
+    """How many subflows a flow was expected to open and how many it did."""
+
+    expected: int | None = None  # from the checklist (1 for TCP)
+    established: int | None = None  # the fewest over the flow's connections
+    source: str | None = None  # where ``established`` comes from ("monitor on h1", "tcp: one path")
+    connections: list[Connection] = field(default_factory=list)
+    seen_in_samples: int | None = None  # subflows ss saw ESTAB on the client
+    failed_attempts: list[str] = field(default_factory=list)  # subflows ss saw, never ESTAB
+    established_per_connection: list[int] | None = field(default=None, metadata=OMIT_WHEN_NONE)
+
+
+@dataclass
+class PathStats(Record):
+    """One path of a flow (sender address -> receiver address), from both ends' ss samples."""
+
+    sender_address: str = ""
+    receiver_address: str = ""
+    sender_interface: str | None = None
+    receiver_interface: str | None = None
+    bytes: int = 0  # acked, at the sender
+    bytes_received: int = 0  # at the receiver
+    retransmits: int = 0
+    sockets: list[tuple[str, int, str, int]] = field(default_factory=list)  # the sender's subflows on it
+    states: list[str] = field(default_factory=list)  # TCP states ss showed
+    first_seen: float | None = None
+    last_seen: float | None = None
+    share: float | None = None  # of the flow's bytes
+    rtt_ms_mean: float | None = None  # over busy samples (> 100 kB acked)
+    cwnd_mean: float | None = None
+
+    @property
+    def carried(self) -> int:
+        """Bytes this path carried: acked at the sender, else received."""
+        return self.bytes or self.bytes_received
+
+
+@dataclass
+class InterfaceBytes(Record):
+    rx_bytes: int = 0
+    tx_bytes: int = 0
+
+
+@dataclass
+class NodeCounters(Record):
+    """One node's interface byte counters (``/proc/net/dev``) between two samples."""
+
+    node: str = ""
+    window: tuple[float, float] = (0.0, 0.0)  # times of the two samples
+    bytes: dict[str, InterfaceBytes] = field(default_factory=dict)  # interface -> bytes in the window
+
+
+# -- flows ----------------------------------------------------------------------------------------------
+
+@dataclass
+class BaselinePath(Record):
+    flow: str = ""  # the single-path TCP flow
+    src_address: str | None = None
+    dst_address: str | None = None
+    goodput_bps: float | None = None
+
+
+@dataclass
+class Baseline(Record):
+    """An MPTCP flow against single-path TCP over each of its paths, one at a time."""
+
+    flows: list[str] = field(default_factory=list)
+    paths: list[BaselinePath] = field(default_factory=list)
+    sum_bps: float = 0.0
+    ratio: float | None = None  # MPTCP goodput / sum_bps
+
+
+@dataclass
+class FlowSummary(Record):
+    """One flow of the run: what was asked (the first fields, as run.json has them) and what
+    happened."""
+
+    name: str = ""
+    src: str = ""
+    dst: str = ""
+    protocol: str = ""
+    src_address: str | None = None
+    dst_address: str | None = None
+    port: int | None = None
+    start: float | None = None  # seconds after t0
+    duration: float | None = None  # seconds
+    streams: int | None = None
+    congestion: str | None = None
+    reverse: bool | None = None
+    role: str | None = None  # "flow" or "baseline"
+    baseline_of: str | None = None
+    status: str = ""  # ok | failed | interrupted | not started
+    error: str | None = None
+    client_rc: int | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    goodput_bps: float | None = None
+    sent_bps: float | None = None
+    bytes_received: int | None = None
+    retransmits: int | None = None
+    iperf3_mean_rtt_ms: float | None = None
+    congestion_used: str | None = None
+    client_ports: list[int] = field(default_factory=list)
+    sender: str = ""
+    receiver: str = ""
+    intervals: list[tuple[float, float]] = field(default_factory=list)  # (seconds since t0, receiver bit/s)
+    subflows: SubflowOutcome = field(default_factory=SubflowOutcome)
+    paths: list[PathStats] = field(default_factory=list)  # most bytes first
+    receiver_interfaces: NodeCounters | None = field(default=None, metadata=EMPTY_WHEN_NONE)
+    baseline: Baseline | None = field(default=None, metadata=OMIT_WHEN_NONE)
+
+
+# -- the run ---------------------------------------------------------------------------------------------
+
+@dataclass
+class MonitorSummary(Record):
+    requested: bool = False  # asked for by the topology (else added for the after-run check)
+    log: str = ""  # relative to the results directory
+    events: int | None = None  # None: no log was found
+
+
+@dataclass
+class Summary(Record):
+    """summary.json: the whole run."""
+
+    schema: int = SCHEMA
+    lab: str | None = None
+    results_dir: str | None = None
+    t0: float | None = None  # when the first flow could start
+    incomplete: bool = False
+    reasons: list[str] = field(default_factory=list)  # why it is incomplete
+    kernel: str | None = None  # the Docker host's
+    iproute2: str | None = None
+    iperf3: str | None = None
+    netem: bool | None = None
+    impairments_dropped: bool | None = None
+    dropped_links: list[str] | None = None
+    mptcp_tool: str | None = None  # mptcpize | native
+    sample_period: float | None = None
+    monitors: dict[str, MonitorSummary] = field(default_factory=dict)
+    flows: list[FlowSummary] = field(default_factory=list)
+    plots: list[str] | None = field(default=None, metadata=OMIT_WHEN_NONE)  # file names under plots/
+
+    def flow(self, name: str) -> FlowSummary:
+        for item in self.flows:
+            if item.name == name:
+                return item
+        raise KeyError(f"no flow {name!r} in the summary (flows: {', '.join(f.name for f in self.flows)})")
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> "Summary":
+        return cls.from_dict(json.loads(text))
