@@ -48,7 +48,7 @@ from .plan.commands import Plan
 from .runtime import lab as lab_api
 from .runtime.apply import UpResult
 from .runtime.docker_api import ExecResult, run_exec
-from .runtime.state import LabState, load_state
+from .runtime.state import LabState
 from .topology.loader import load_topology, topology_to_yaml
 from .topology.model import Endpoint, Flow, Link, LinkEnd, Mptcp, Node, Route, Shaping, Topology
 from .topology.units import UnitError, parse_percent, parse_rate, parse_seconds, parse_time_us
@@ -528,7 +528,7 @@ class Lab:
             self.down()
 
     def state(self) -> LabState:
-        return load_state(self.name)
+        return lab_api.lab_state(self.name)
 
     def exec(self, node: "NodeRef | str", argv: Sequence[str]) -> ExecResult:
         """Run ``argv`` in a node of the running lab."""

@@ -51,7 +51,7 @@ from ..report.records import Summary
 from ..report.summary import build_summary, connections_from_monitor, write_summary
 from ..runtime import docker_api, lab as lab_api
 from ..runtime.apply import parallel
-from ..runtime.state import LabState, load_state
+from ..runtime.state import LabState
 from ..topology.loader import topology_to_dict, topology_to_yaml
 from ..topology.model import Flow, Topology
 from ..topology.validate import validate
@@ -135,7 +135,7 @@ class Run:
 
 def _lab_is_up(lab: str) -> LabState | None:
     try:
-        state = load_state(lab)
+        state = lab_api.lab_state(lab)  # refuses a lab that lives on another engine
     except LabNotFound:
         return None
     containers = docker_api.lab_containers(lab)

@@ -279,6 +279,7 @@ def _up(plan: Plan, trace: Trace, timings: dict[str, float], start: float, allow
             for name, node in plan.nodes.items()
         },
         networks={link.name: networks[link.name] for link in plan.links},
+        engine=docker_api.engine_identity(),
     )
     timings["total"] = elapsed()
     state.timings = timings

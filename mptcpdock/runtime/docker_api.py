@@ -3,20 +3,27 @@ to the engine for containers, networks and execs.
 
 Everything here is labelled (:data:`LABEL_LAB` and friends) so that a lab can always be
 found and removed from Docker alone, even after a crash.
+
+The one shared client talks to the engine :func:`.engine.resolve_engine` picks (``--context``,
+``DOCKER_HOST``, ``DOCKER_CONTEXT``, the CLI's current context, the local socket);
+:func:`engine_gone` tells a lost connection to it from a request it refused.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import os
+import re
 import threading
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import docker
+import requests
+import urllib3
 from docker.errors import APIError, DockerException, NotFound
 
 from ..errors import MptcpdockError, RuntimeFailure
+from .engine import Engine, EngineIdentity, resolve_engine
 
 LABEL_LAB = "io.mptcpdock.lab"
 LABEL_NODE = "io.mptcpdock.node"
@@ -37,6 +44,10 @@ class DockerUnavailable(MptcpdockError):
     """The Docker engine cannot be reached."""
 
 
+class EngineGone(DockerUnavailable):
+    """The engine stopped answering in the middle of an operation."""
+
+
 @dataclass(frozen=True)
 class ExecResult:
     exit_code: int
@@ -46,29 +57,110 @@ class ExecResult:
 
 _client_lock = threading.Lock()
 _client: docker.DockerClient | None = None
+_context: str | None = None  # the --context option, when given
+_engine: Engine | None = None
+_identity: EngineIdentity | None = None
+
+
+def select_engine(context: str | None) -> None:
+    """Talk to the engine of Docker context ``context`` (the ``--context`` option; None: the
+    usual precedence, see :mod:`.engine`) from now on; the next call makes a new client."""
+    global _client, _context, _engine, _identity
+    with _client_lock:
+        _context, _engine, _client, _identity = context, None, None, None
+
+
+def engine() -> Engine:
+    """The engine this process talks to (resolved once)."""
+    global _engine
+    with _client_lock:
+        if _engine is None:
+            _engine = resolve_engine(_context)
+        return _engine
 
 
 def client() -> docker.DockerClient:
     """One shared client with a connection pool large enough for our worker threads."""
     global _client
+    target = engine()
     with _client_lock:
         if _client is None:
-            try:
-                _client = docker.from_env(max_pool_size=POOL_SIZE, timeout=120)
-                _client.api.ping()
-            except DockerException as exc:
-                _client = None
-                host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
-                raise DockerUnavailable(
-                    f"cannot reach the Docker engine at {host} ({first_line(exc)}); start dockerd "
-                    "(sudo dockerd &, or scripts/bootstrap.sh), or point DOCKER_HOST at a running engine"
-                ) from None
+            _client = _connect(target)
         return _client
+
+
+def _connect(target: Engine) -> docker.DockerClient:
+    """A client of ``target`` that has answered a ping. ssh:// goes through paramiko (one SSH
+    connection, a channel per HTTP connection); tcp:// uses ``target.tls`` when set."""
+    try:
+        made = docker.DockerClient(base_url=target.host, tls=target.tls or False, timeout=120,
+                                   max_pool_size=POOL_SIZE, use_ssh_client=False)
+        made.api.ping()
+        return made
+    except Exception as exc:  # noqa: BLE001 - SDK, requests, paramiko and socket errors alike: one line
+        raise DockerUnavailable(
+            f"cannot reach the Docker engine at {target.describe()}: {failure_reason(exc)} (fix: start dockerd "
+            "(sudo dockerd &, or scripts/bootstrap.sh), or choose a running engine with DOCKER_HOST=URL or "
+            "--context NAME; 'mptcpdock doctor' checks it)"
+        ) from None
+
+
+def engine_identity() -> EngineIdentity:
+    """Which engine this is (``docker info``'s ID), as a lab's state records it; asked once."""
+    global _identity
+    api = client().api
+    if _identity is None:
+        info, target = api.info(), engine()
+        _identity = EngineIdentity(id=str(info.get("ID") or ""), name=target.name, host=target.host,
+                                   api_version=str(api.api_version), chosen_by=target.chosen_by)
+    return _identity
 
 
 def first_line(exc: BaseException) -> str:
     text = str(getattr(exc, "explanation", None) or exc)
     return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+
+
+#: Errors that mean the engine (or the way to it) went away, not that it refused a request.
+#: A read timeout is not one of them: waiting for a container may time out on a live engine.
+_GONE_TYPES: tuple[type[BaseException], ...] = (
+    requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError,
+    urllib3.exceptions.ProtocolError, ConnectionError, EOFError,
+)
+_ERRNO_TEXT = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)")
+_DISCONNECTED_TEXT = re.compile(r"RemoteDisconnected\('([^']+)'\)")
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
+
+
+def engine_gone(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) says the connection to the engine broke."""
+    return any(isinstance(error, _GONE_TYPES) or type(error).__name__ == "SSHException" for error in _chain(exc))
+
+
+def failure_reason(exc: BaseException) -> str:
+    """The short reason inside a connection error ('Connection refused'), else its first line."""
+    for error in _chain(exc):
+        text = str(error)
+        for pattern in (_ERRNO_TEXT, _DISCONNECTED_TEXT):
+            found = pattern.search(text)
+            if found:
+                return found.group(1).strip()
+    text = first_line(exc)
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def gone_error(doing: str, exc: BaseException, left: str, fix: str) -> EngineGone:
+    """The one line for an engine lost during ``doing``: what may be left, and the fix."""
+    return EngineGone(f"the Docker engine at {engine().describe()} went away during {doing} "
+                      f"({failure_reason(exc)}); {left}; {fix}")
 
 
 def used_subnets() -> set[ipaddress.IPv4Network]:

@@ -25,7 +25,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-import docker
 from docker import DockerClient
 from docker.errors import DockerException, ImageNotFound
 from docker.models.images import Image
@@ -33,6 +32,7 @@ from docker.utils import parse_repository_tag
 
 from .. import NODE_IMAGE, __version__
 from ..errors import MptcpdockError
+from . import docker_api
 
 BASE_IMAGE = "debian:bookworm-slim"
 SUITE = "bookworm"
@@ -83,7 +83,8 @@ class ImageError(MptcpdockError):
 
 
 def _client(client: DockerClient | None) -> DockerClient:
-    return client if client is not None else docker.from_env()
+    """``client``, or the shared one of the engine mptcpdock talks to (--context, DOCKER_HOST, ...)."""
+    return client if client is not None else docker_api.client()
 
 
 def _get_image(client: DockerClient, name: str) -> Image | None:

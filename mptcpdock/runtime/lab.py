@@ -12,8 +12,9 @@ from ..topology.model import Topology
 from ..topology.validate import validate
 from . import apply, docker_api
 from .apply import Progress, UpResult
+from .engine import EngineMismatch, mismatch
 from .image import image_info
-from .state import LabState, known_labs, load_state, state_dir
+from .state import LabState, find_state, known_labs, load_state, state_dir
 
 
 def prepare(topology: Topology) -> Plan:
@@ -28,6 +29,9 @@ def trace_path(lab: str) -> Path:
 def bring_up(topology: Topology, *, allow_no_impairments: bool = False,
              progress: Progress = lambda _: None) -> UpResult:
     plan = prepare(topology)
+    existing = find_state(plan.lab)
+    if existing is not None:  # up on another engine: its record must not be overwritten
+        require_same_engine(existing)
     try:  # the node image's labels and digest, for the record
         image = image_info(None, next(iter(plan.nodes.values())).image)
     except Exception:  # noqa: BLE001 - recording is best effort; preflight reports a missing image
@@ -42,6 +46,9 @@ def bring_up(topology: Topology, *, allow_no_impairments: bool = False,
 def tear_down(target: str | None, progress: Progress = lambda _: None) -> tuple[str, int, int]:
     """``target`` is a lab name, a topology file, or None for the only lab that is up."""
     lab = resolve_lab(target, must_run=False)
+    state = find_state(lab)
+    if state is not None:  # without a state file, the labels on this engine are all there is
+        require_same_engine(state)
     containers, networks = apply.down(lab, progress)
     trace_path(lab).unlink(missing_ok=True)
     return lab, containers, networks
@@ -66,23 +73,40 @@ def resolve_lab(target: str | None, *, must_run: bool = True) -> str:
 
 
 def current_state(target: str | None) -> LabState:
-    return load_state(resolve_lab(target))
+    return lab_state(resolve_lab(target))
+
+
+def lab_state(lab: str) -> LabState:
+    """The state of a lab that is up on the engine this process talks to."""
+    state = load_state(lab)
+    require_same_engine(state)
+    return state
+
+
+def require_same_engine(state: LabState) -> None:
+    """Refuse (one line naming both engines and the fix) when the lab lives on another engine."""
+    refusal = mismatch(state.lab, state.engine, docker_api.engine_identity())
+    if refusal:
+        raise EngineMismatch(refusal)
 
 
 def status_rows() -> list[list[object]]:
     rows = []
     running = apply.running_labs()
+    here = docker_api.engine_identity()
     for lab in sorted(set(known_labs()) | set(running)):
-        try:
-            state = load_state(lab)
-            source, nodes, links = state.source or "-", len(state.nodes), len(state.networks)
-            note = "impairments dropped" if state.impairments_dropped else ""
-        except LabNotFound:
-            source, nodes, links, note = "-", running.get(lab, 0), "?", "no state file (crashed up?)"
-        containers = running.get(lab, 0)
-        if containers == 0:
-            note = (note + "; " if note else "") + "no containers (stale state)"
-        rows.append([lab, source, nodes, links, containers, note])
+        state = find_state(lab)
+        if state is None:
+            rows.append([lab, "-", running.get(lab, 0), "?", running.get(lab, 0), "no state file (crashed up?)"])
+            continue
+        notes = ["impairments dropped"] if state.impairments_dropped else []
+        containers: object = running.get(lab, 0)
+        if mismatch(lab, state.engine, here) and state.engine is not None:
+            containers = "-"
+            notes.append(f"on another engine: {state.engine.describe()} ({state.engine.command()})")
+        elif containers == 0:
+            notes.append("no containers (stale state)")
+        rows.append([lab, state.source or "-", len(state.nodes), len(state.networks), containers, "; ".join(notes)])
     return rows
 
 

@@ -2,7 +2,9 @@
 
 Docker labels are the source of truth for *which* objects belong to a lab (``down`` needs
 nothing else); this state file adds what labels cannot hold: the resolved topology, the
-kernel probe, the image, and whether impairments were dropped.
+kernel probe, the image, whether impairments were dropped, and the engine the lab lives on
+(:class:`~mptcpdock.runtime.engine.EngineIdentity`: later commands refuse to act on the lab
+through another engine).
 Location: ``$MPTCPDOCK_STATE_DIR`` or ``$XDG_STATE_HOME/mptcpdock`` (``~/.local/state/mptcpdock``).
 """
 
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import LabNotFound
+from .engine import EngineIdentity
 from ..topology.loader import load_topology_text, topology_to_yaml
 from ..topology.model import Topology
 from ..topology.validate import validate
@@ -50,6 +53,7 @@ class LabState:
     nodes: dict[str, NodeState]
     networks: dict[str, str]  # link -> network name
     timings: dict[str, float] = field(default_factory=dict)
+    engine: EngineIdentity | None = None  # None: recorded before engines were
 
     def topology(self) -> Topology:
         topology = validate(load_topology_text(self.topology_yaml, source=f"state of lab {self.lab}"))
@@ -75,6 +79,8 @@ class LabState:
     def from_json(cls, text: str) -> "LabState":
         data = json.loads(text)
         data["nodes"] = {name: NodeState(**node) for name, node in data["nodes"].items()}
+        if data.get("engine"):
+            data["engine"] = EngineIdentity.from_dict(data["engine"])
         return cls(**data)
 
 
@@ -92,10 +98,16 @@ def save_state(state: LabState) -> Path:
 
 
 def load_state(lab: str) -> LabState:
-    path = state_path(lab)
-    if not path.exists():
-        raise LabNotFound(f"lab {lab!r} is not up (no state at {path}); run 'mptcpdock up TOPOLOGY.yaml' first")
-    return LabState.from_json(path.read_text())
+    state = find_state(lab)
+    if state is None:
+        raise LabNotFound(f"lab {lab!r} is not up (no state at {state_path(lab)}); run 'mptcpdock up TOPOLOGY.yaml' "
+                          "first")
+    return state
+
+
+def find_state(lab: str) -> LabState | None:
+    """The lab's state, or None when it has none."""
+    return LabState.from_json(state_path(lab).read_text()) if state_path(lab).exists() else None
 
 
 def delete_state(lab: str) -> None:
