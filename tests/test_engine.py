@@ -11,8 +11,11 @@ import json
 from pathlib import Path
 
 import pytest
+import requests
+from docker.errors import APIError
 from docker.tls import TLSConfig
 
+from mptcpdock.errors import RuntimeFailure
 from mptcpdock.runtime import apply, docker_api, lab as lab_api
 from mptcpdock.runtime.engine import (DEFAULT_HOST, EngineChoiceError, EngineIdentity, EngineMismatch, mismatch,
                                       resolve_engine)
@@ -196,3 +199,70 @@ def test_commands_refuse_a_lab_that_lives_on_another_engine(monkeypatch: pytest.
     assert rows["t8-vm"][4] == "-" and "on another engine: default (tcp://127.0.0.1:2375" in rows["t8-vm"][5]
     state_path("t8-vm").unlink()
     assert lab_api.tear_down("t8-vm")[0] == "t8-vm" and removed == ["t8-vm"]  # no state: labels decide
+
+
+# -- the engine going away ------------------------------------------------------------------------
+
+def refused() -> requests.exceptions.ConnectionError:
+    try:
+        requests.get("http://127.0.0.1:1/v1.41/info", timeout=5)
+    except requests.exceptions.ConnectionError as exc:
+        return exc
+    raise AssertionError("port 1 answered")
+
+
+def test_engine_gone_tells_a_lost_connection_from_a_refusal():
+    lost = refused()
+    assert docker_api.engine_gone(lost) and docker_api.failure_reason(lost) == "Connection refused"
+    try:
+        raise RuntimeFailure("creating the network failed") from lost
+    except RuntimeFailure as wrapped:
+        assert docker_api.engine_gone(wrapped)
+    assert not docker_api.engine_gone(APIError("409 Conflict"))
+    try:
+        try:
+            raise lost
+        except requests.exceptions.ConnectionError:
+            raise docker_api.DockerUnavailable("cannot reach") from None
+    except docker_api.DockerUnavailable as unreachable:
+        assert not docker_api.engine_gone(unreachable)  # never reached is not 'went away'
+
+
+def test_up_losing_the_engine_is_one_line_with_what_may_be_left(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:1")
+    lost = refused()
+
+    def down(lab: str, progress=None):
+        raise docker_api.gone_error(f"'down' of lab {lab!r}", lost, "nothing was removed", "again")
+
+    monkeypatch.setattr(apply, "down", down)
+    created = apply.Created(networks=["n1", "n2", "n3", "n4", "n5"], containers=["c1", "c2"])
+    error = apply._rolled_back("t8-gone", lost, created, lambda _: None)
+    assert isinstance(error, docker_api.EngineGone)
+    assert str(error) == (
+        "the Docker engine at tcp://127.0.0.1:1 (DOCKER_HOST) went away during 'up' of lab 't8-gone' "
+        "(Connection refused); it may have left 2 containers and 5 networks created so far (and any whose "
+        "creation was under way, and the kernel probe's container); run 'mptcpdock down t8-gone' once the engine "
+        "answers again")
+
+
+def test_down_losing_the_engine_says_how_much_was_removed(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:1")
+    lost = refused()
+    monkeypatch.setattr(docker_api, "lab_containers", lambda lab=None: [{"Id": "c1"}, {"Id": "c2"}])
+    monkeypatch.setattr(docker_api, "lab_networks", lambda lab=None: [{"Id": "n1"}])
+
+    def remove_container(cid: str) -> None:
+        if cid == "c2":
+            raise lost
+
+    monkeypatch.setattr(docker_api, "remove_container", remove_container)
+    monkeypatch.setattr(docker_api, "remove_network", lambda nid: None)
+    save_state(lab_state("t8-half", None))
+    with pytest.raises(docker_api.EngineGone) as caught:
+        apply.down("t8-half")
+    assert str(caught.value) == (
+        "the Docker engine at tcp://127.0.0.1:1 (DOCKER_HOST) went away during 'down' of lab 't8-half' "
+        "(Connection refused); 1 of 2 containers and 0 of 1 networks were removed, the rest is still there; "
+        "run 'mptcpdock down t8-half' again once the engine answers")
+    assert state_path("t8-half").exists()  # kept until a down ends

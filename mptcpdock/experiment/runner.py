@@ -115,6 +115,7 @@ class Run:
     t0: float = 0.0
     reasons: list[str] = field(default_factory=list)  # why the run is incomplete
     up_trace: str = ""
+    engine_lost: BaseException | None = None  # the error by which the engine went away, if it did
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def container(self, node: str) -> str:
@@ -532,8 +533,16 @@ class _SigintDeferred:
 
 
 def _finish_run(run: Run, grace: int, progress: Progress, plots: bool) -> Summary:
-    """Stop everything, copy files out, lay them out, write summary, checklist, commands.sh, plots."""
-    _stop_and_collect(run, grace, progress)
+    """Stop everything, copy files out, lay them out, write summary, checklist, commands.sh, plots.
+    Without an engine (it went away) only what is on this side is written."""
+    if run.engine_lost is None:
+        try:
+            _stop_and_collect(run, grace, progress)
+        except Exception as exc:  # noqa: BLE001 - re-raised unless the engine went away
+            if not docker_api.engine_gone(exc):
+                raise
+            run.engine_lost = exc
+            run.reasons.append(f"the Docker engine went away while stopping the run: {docker_api.failure_reason(exc)}")
     _write_run_meta(run, bool(run.reasons))
     commands = run.results_dir / "commands.sh"
     commands.write_text(render_commands(run))
@@ -584,9 +593,16 @@ def run_experiment(lab: str | None = None, topology: Topology | None = None, *, 
         run.reasons.append("interrupted (Ctrl-C): partial results")
     except Exception as exc:  # noqa: BLE001 - stop what was started, keep what was measured, then re-raise
         failure = exc
-        run.reasons.append(f"failed: {exc if isinstance(exc, MptcpdockError) else repr(exc)}")
+        if docker_api.engine_gone(exc):
+            run.engine_lost = exc
+        run.reasons.append(f"failed: {exc if isinstance(exc, MptcpdockError) else docker_api.failure_reason(exc)}")
     with _SigintDeferred():
         summary = _finish_run(run, 2 if (interrupted or failure) else FINISH_GRACE, progress, plots)
+    if run.engine_lost is not None:
+        raise docker_api.gone_error(f"'run' of lab {name!r}", run.engine_lost,
+                                    f"the lab's {len(state.nodes)} containers may still run, partial results are in "
+                                    f"{run.results_dir}", f"run 'mptcpdock down {name}' once the engine answers "
+                                    "again") from run.engine_lost
     if failure is not None:
         if isinstance(failure, MptcpdockError):
             raise RuntimeFailure(f"{failure} (partial results in {run.results_dir})") from failure

@@ -159,16 +159,62 @@ def up(plan: Plan, *, allow_no_impairments: bool = False, progress: Progress = l
     start = time.perf_counter()
     preflight(plan)
     timings["preflight"] = time.perf_counter() - start
+    created = Created()
     try:
         return _up(plan, trace, timings, start, allow_no_impairments or plan.topology.allow_no_impairments,
-                   progress, image_info or {}, fail_after)
+                   progress, image_info or {}, fail_after, created)
     except BaseException as exc:
-        progress("failed: removing everything this lab created")
-        down(plan.lab)
-        if isinstance(exc, (DockerException, RequestException)):  # an engine error no step explained: one line
-            raise RuntimeFailure(f"bringing up lab {plan.lab!r} failed (everything it created was removed): "
-                                 f"{docker_api.first_line(exc)}") from exc
-        raise
+        error = _rolled_back(plan.lab, exc, created, progress)
+        if error is exc:
+            raise
+        raise error from exc
+
+
+def _rolled_back(lab: str, exc: BaseException, created: "Created", progress: Progress) -> BaseException:
+    """Remove what a failed ``up`` created; the error to raise (``exc`` itself when it says enough).
+
+    When the engine went away (during ``up`` or during this rollback), the error says what may
+    be left and that ``down`` cleans it once the engine answers: the state file was not written,
+    but ``down`` finds everything by its labels."""
+    progress("failed: removing everything this lab created")
+    try:
+        down(lab)
+    except BaseException as rollback:  # noqa: BLE001 - the rollback's own failure must not hide exc
+        if docker_api.engine_gone(rollback) or docker_api.engine_gone(exc):
+            return docker_api.gone_error(f"'up' of lab {lab!r}", exc if docker_api.engine_gone(exc) else rollback,
+                                         f"it may have left {created.describe()}",
+                                         f"run 'mptcpdock down {lab}' once the engine answers again")
+        return RuntimeFailure(f"bringing up lab {lab!r} failed ({_reason(exc)}), and removing what it created "
+                              f"failed too: {_reason(rollback)}; run 'mptcpdock down {lab}'")
+    if docker_api.engine_gone(exc):
+        return RuntimeFailure(f"bringing up lab {lab!r} failed: the connection to the Docker engine at "
+                              f"{docker_api.engine().describe()} broke ({docker_api.failure_reason(exc)}); "
+                              "everything the lab created was removed")
+    if isinstance(exc, (DockerException, RequestException)):  # an engine error no step explained: one line
+        return RuntimeFailure(f"bringing up lab {lab!r} failed (everything it created was removed): "
+                              f"{docker_api.first_line(exc)}")
+    return exc
+
+
+def _reason(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, MptcpdockError) else docker_api.first_line(exc)
+
+
+@dataclass
+class Created:
+    """What one ``up`` has created so far, by Docker ID (for the message when the engine goes
+    away mid-way: only the engine knows whether a creation under way at that moment landed)."""
+
+    networks: list[str] = field(default_factory=list)
+    containers: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        return (f"{_count(len(self.containers), 'container')} and {_count(len(self.networks), 'network')} "
+                "created so far (and any whose creation was under way, and the kernel probe's container)")
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
 
 
 class _Pools:
@@ -201,7 +247,7 @@ def _creation_order(plan: Plan) -> list[NodePlan]:
 
 
 def _up(plan: Plan, trace: Trace, timings: dict[str, float], start: float, allow_no_impairments: bool,
-        progress: Progress, image_info: dict, fail_after: str | None) -> UpResult:
+        progress: Progress, image_info: dict, fail_after: str | None, created: Created) -> UpResult:
     """Everything overlaps: the kernel probe, network creation, and each node's container,
     created as soon as its own networks exist and configured by its own first command."""
     lab = plan.lab
@@ -215,7 +261,7 @@ def _up(plan: Plan, trace: Trace, timings: dict[str, float], start: float, allow
     with _Pools() as pools:
         probe_future = pools.pool(1).submit(probe_kernel, default_image, lab)
         network_pool = pools.pool(NETWORK_WORKERS)
-        network_futures = {link.name: network_pool.submit(_create_network, lab, link.name, carriers, trace)
+        network_futures = {link.name: network_pool.submit(_create_network, lab, link.name, carriers, trace, created)
                            for link in plan.links}
         if fail_after == "networks":
             for future in network_futures.values():
@@ -232,7 +278,7 @@ def _up(plan: Plan, trace: Trace, timings: dict[str, float], start: float, allow
                 for interface in node.interfaces
                 for network, subnet in [network_futures[interface.link].result()]
             ]
-            return _create_node(lab, node, attachments[node.name], reduced.nodes[node.name], trace)
+            return _create_node(lab, node, attachments[node.name], reduced.nodes[node.name], trace, created)
 
         # Nodes configure themselves while later containers are created; their reports are
         # collected (in the same pool, behind the creations) once each container has started.
@@ -313,8 +359,9 @@ def create_link_network(lab: str, link: str, carriers: docker_api.CarrierAllocat
 
 
 def _create_network(lab: str, link: str, carriers: docker_api.CarrierAllocator,
-                    trace: Trace) -> tuple[str, ipaddress.IPv4Network]:
+                    trace: Trace, created: Created) -> tuple[str, ipaddress.IPv4Network]:
     name, subnet = create_link_network(lab, link, carriers)
+    created.networks.append(name)
     trace.docker("network", "create", "--driver", "bridge", "--subnet", str(subnet),
                  "-o", f"com.docker.network.bridge.name={bridge_name(lab, link)}",
                  "-o", "com.docker.network.bridge.inhibit_ipv4=true",
@@ -324,7 +371,7 @@ def _create_network(lab: str, link: str, carriers: docker_api.CarrierAllocator,
 
 
 def _create_node(lab: str, node: NodePlan, attachments: list[tuple[str, str, str]], reduced: NodePlan,
-                 trace: Trace) -> str:
+                 trace: Trace, created: Created) -> str:
     name = container_name(lab, node.name)
     try:
         cid = docker_api.create_container(
@@ -336,6 +383,7 @@ def _create_node(lab: str, node: NodePlan, attachments: list[tuple[str, str, str
         )
     except DockerException as exc:
         raise _node_failure(node, "creating", exc) from exc
+    created.containers.append(cid)
     argv = ["create", "--name", name, "--hostname", node.name, "--init"]
     argv += [arg for cap in node.cap_add for arg in ("--cap-add", cap)]
     argv += [arg for key, value in node.sysctls.items() for arg in ("--sysctl", f"{key}={value}")]
@@ -430,10 +478,10 @@ def down(lab: str, progress: Progress = lambda _: None) -> tuple[int, int]:
 
     Lists again after removing and repeats (a few times) while anything is left, so that
     objects still being created or removed by someone else (a crashed ``up``'s stragglers,
-    an engine-side removal in progress) are not left behind.
+    an engine-side removal in progress) are not left behind. When the engine goes away
+    mid-way, the error says how much was removed; the state file stays until a ``down`` ends.
     """
-    removed_containers: set[str] = set()
-    removed_networks: set[str] = set()
+    removal = Removal()
     try:
         for attempt in range(DOWN_ATTEMPTS):
             containers = docker_api.lab_containers(lab)
@@ -442,22 +490,54 @@ def down(lab: str, progress: Progress = lambda _: None) -> tuple[int, int]:
                 break
             if attempt:
                 time.sleep(0.2 * attempt)
+            removal.found(containers, networks)
             progress(f"removing {len(containers)} containers")
-            parallel(lambda c: docker_api.remove_container(c["Id"]), containers)
+            parallel(lambda c: removal.container(c["Id"]), containers)
             progress(f"removing {len(networks)} networks")
-            parallel(lambda n: docker_api.remove_network(n["Id"]), networks, NETWORK_WORKERS)
-            removed_containers.update(c["Id"] for c in containers)
-            removed_networks.update(n["Id"] for n in networks)
+            parallel(lambda n: removal.network(n["Id"]), networks, NETWORK_WORKERS)
         else:
             left = len(docker_api.lab_containers(lab)), len(docker_api.lab_networks(lab))
             if any(left):
                 raise RuntimeFailure(f"lab {lab!r}: {left[0]} containers and {left[1]} networks are still there after "
                                      f"{DOWN_ATTEMPTS} attempts; run 'mptcpdock down {lab}' again, or look at "
                                      f"'docker ps -a --filter label={LABEL_LAB}={lab}'")
-    except DockerException as exc:
-        raise RuntimeFailure(f"removing lab {lab!r} failed: {docker_api.first_line(exc)}") from exc
+    except Exception as exc:
+        if docker_api.engine_gone(exc):
+            raise docker_api.gone_error(f"'down' of lab {lab!r}", exc, removal.describe(),
+                                        f"run 'mptcpdock down {lab}' again once the engine answers") from exc
+        if isinstance(exc, DockerException):
+            raise RuntimeFailure(f"removing lab {lab!r} failed: {docker_api.first_line(exc)}") from exc
+        raise
     delete_state(lab)
-    return len(removed_containers), len(removed_networks)
+    return len(removal.containers), len(removal.networks)
+
+
+@dataclass
+class Removal:
+    """What one ``down`` found and removed so far, by Docker ID."""
+
+    containers: set[str] = field(default_factory=set)
+    networks: set[str] = field(default_factory=set)
+    seen_containers: set[str] = field(default_factory=set)
+    seen_networks: set[str] = field(default_factory=set)
+
+    def found(self, containers: list[dict], networks: list[dict]) -> None:
+        self.seen_containers.update(c["Id"] for c in containers)
+        self.seen_networks.update(n["Id"] for n in networks)
+
+    def container(self, cid: str) -> None:
+        docker_api.remove_container(cid)
+        self.containers.add(cid)
+
+    def network(self, nid: str) -> None:
+        docker_api.remove_network(nid)
+        self.networks.add(nid)
+
+    def describe(self) -> str:
+        if not self.seen_containers and not self.seen_networks:
+            return "nothing was removed (the lab's objects were not listed yet)"
+        return (f"{len(self.containers)} of {len(self.seen_containers)} containers and {len(self.networks)} of "
+                f"{len(self.seen_networks)} networks were removed, the rest is still there")
 
 
 def running_labs() -> dict[str, int]:
