@@ -266,3 +266,34 @@ def test_down_losing_the_engine_says_how_much_was_removed(monkeypatch: pytest.Mo
         "(Connection refused); 1 of 2 containers and 0 of 1 networks were removed, the rest is still there; "
         "run 'mptcpdock down t8-half' again once the engine answers")
     assert state_path("t8-half").exists()  # kept until a down ends
+
+
+def test_the_cli_turns_a_lost_engine_anywhere_into_one_line(monkeypatch: pytest.MonkeyPatch):
+    from click.testing import CliRunner
+    from mptcpdock.cli import main
+
+    monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:1")
+    lost = refused()
+
+    def status_rows():
+        raise lost
+
+    monkeypatch.setattr(lab_api, "status_rows", status_rows)
+    result = CliRunner().invoke(main, ["status"])
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: the Docker engine at tcp://127.0.0.1:1 (DOCKER_HOST) went away during 'mptcpdock status' "
+        "(Connection refused); what it had done so far stays as it was; run it again once the engine answers "
+        "('mptcpdock status' lists the labs)"]
+
+
+def test_the_context_option_beats_docker_host(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    from click.testing import CliRunner
+    from mptcpdock.cli import main
+
+    write_contexts(tmp_path, None)
+    monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:1")
+    result = CliRunner().invoke(main, ["--context", "nope", "status"])
+    assert result.exit_code == 1
+    assert result.stderr.strip().startswith("error: no Docker context 'nope' (from --context)")
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -14,7 +14,7 @@ from tabulate import tabulate
 from ..errors import MptcpdockError
 from ..plan.commands import NodePlan, Plan, make_plan
 from ..plan.shaping import without_impairments
-from ..runtime import lab as lab_api
+from ..runtime import docker_api, lab as lab_api
 from ..runtime.docker_api import run_exec
 from ..runtime.state import LabState
 from ..topology.loader import load_topology
@@ -87,7 +87,7 @@ def exec_(lab_name: str | None, node: str, command: tuple[str, ...]) -> None:
         docker = shutil.which("docker")
         if not docker:
             raise MptcpdockError("an interactive shell needs the docker CLI; give a command instead")
-        os.execv(docker, [docker, "exec", "-it", container, "bash"])
+        os.execv(docker, [docker, *docker_api.engine().cli_args(), "exec", "-it", container, "bash"])
     result = run_exec(container, list(command))
     sys.stdout.write(result.stdout)
     sys.stderr.write(result.stderr)

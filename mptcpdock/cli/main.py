@@ -5,9 +5,11 @@ from __future__ import annotations
 import sys
 
 import click
+from rich.markup import escape
 
 from .. import __version__
 from ..errors import MptcpdockError
+from ..runtime import docker_api
 from .console import err
 from .export import export_command
 from .image import image
@@ -17,23 +19,43 @@ from .run import report_command, run_command
 
 
 class Cli(click.Group):
-    """Turns every mptcpdock error into one line on stderr and exit status 1."""
+    """Turns every mptcpdock error into one line on stderr and exit status 1; so too a lost
+    engine that no step below explained (the steps that create things say what they left)."""
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         try:
             return super().invoke(ctx)
         except MptcpdockError as exc:
-            err.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
-            sys.exit(1)
+            fail(str(exc))
         except KeyboardInterrupt:
             err.print("interrupted")
             sys.exit(130)
+        except Exception as exc:
+            if not docker_api.engine_gone(exc):
+                raise
+            fail(str(docker_api.gone_error(
+                f"'mptcpdock {ctx.invoked_subcommand}'", exc, "what it had done so far stays as it was",
+                "run it again once the engine answers ('mptcpdock status' lists the labs)")))
+
+
+def fail(message: str) -> None:
+    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    sys.exit(1)
 
 
 @click.group(cls=Cli)
 @click.version_option(__version__, prog_name="mptcpdock")
-def main() -> None:
-    """Emulate networks out of Docker containers and run real MPTCP experiments."""
+@click.option("--context", metavar="NAME",
+              help="The Docker context whose engine to use (beats DOCKER_HOST, DOCKER_CONTEXT and the current "
+                   "context, as with 'docker --context').")
+def main(context: str | None) -> None:
+    """Emulate networks out of Docker containers and run real MPTCP experiments.
+
+    The Docker engine is the docker CLI's: --context NAME, else DOCKER_HOST (tcp://, ssh://, unix://;
+    TLS from DOCKER_TLS_VERIFY / DOCKER_CERT_PATH), else DOCKER_CONTEXT, else the current context of
+    ~/.docker/config.json, else the local socket."""
+    if context:
+        docker_api.select_engine(context)
 
 
 for command in (up, down, status, exec_, plan, image, export_command, run_command, report_command, routes_command):
