@@ -8,6 +8,7 @@ the same whichever URL reached it; a state naming another engine must be refused
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -20,6 +21,7 @@ import docker
 import pytest
 
 from conftest import ROOT, TOPOLOGIES
+from test_engine import write_context
 from mptcpdock.runtime.docker_api import LABEL_LAB
 from mptcpdock.runtime.engine import EngineIdentity
 from mptcpdock.runtime.state import LabState
@@ -75,9 +77,10 @@ def local() -> Iterator[docker.DockerClient]:
     client.close()
 
 
-def mptcpdock(*args: str, docker_host: str | None, state: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+def mptcpdock(*args: str, docker_host: str | None, state: Path, timeout: float = 300,
+              **extra_env: str) -> subprocess.CompletedProcess:
     env = {key: value for key, value in os.environ.items() if key not in ("DOCKER_HOST", "DOCKER_CONTEXT")}
-    env["MPTCPDOCK_STATE_DIR"] = str(state)
+    env.update(extra_env, MPTCPDOCK_STATE_DIR=str(state))
     if docker_host:
         env["DOCKER_HOST"] = docker_host
     return subprocess.run([sys.executable, "-m", "mptcpdock.cli", *args], env=env, capture_output=True, text=True,
@@ -131,6 +134,21 @@ def test_up_exec_down_through_a_tcp_engine_record_the_same_engine(forwarder: For
         down = mptcpdock("down", lab, docker_host=forwarder.url, state=state_dir)
     assert down.returncode == 0, down.stderr
     assert lab_objects(local, lab) == (0, 0)
+
+
+def test_a_context_reaches_a_tcp_engine_and_doctor_checks_it(forwarder: Forwarder, tmp_path: Path):
+    """--context NAME (a context as 'docker context create' writes it) beats DOCKER_HOST, and
+    doctor --json works through a tcp:// engine (as the VM tier runs it)."""
+    config = tmp_path / "docker-config"
+    config.mkdir()
+    (config / "config.json").write_text("{}")
+    write_context(config, "fwd", forwarder.url)
+    done = mptcpdock("--context", "fwd", "doctor", "--json", docker_host="tcp://127.0.0.1:1", state=tmp_path / "state",
+                     DOCKER_CONFIG=str(config))
+    assert done.returncode == 2, done.stderr  # this kernel: no netem
+    engine = json.loads(done.stdout)["engine"]
+    assert (engine["name"], engine["host"], engine["chosen_by"], engine["reachable"]) == (
+        "fwd", forwarder.url, "--context fwd", True)
 
 
 def test_commands_refuse_a_lab_recorded_on_another_engine(tmp_path: Path):

@@ -11,6 +11,7 @@ from .. import __version__
 from ..errors import MptcpdockError
 from ..runtime import docker_api
 from .console import err
+from .doctor import doctor
 from .export import export_command
 from .image import image
 from .lab import down, exec_, plan, status, up
@@ -53,10 +54,11 @@ def main(context: str | None) -> None:
 
     The Docker engine is the docker CLI's: --context NAME, else DOCKER_HOST (tcp://, ssh://, unix://;
     TLS from DOCKER_TLS_VERIFY / DOCKER_CERT_PATH), else DOCKER_CONTEXT, else the current context of
-    ~/.docker/config.json, else the local socket."""
+    ~/.docker/config.json, else the local socket. 'mptcpdock doctor' says which, and what it can do."""
     if context:
         docker_api.select_engine(context)
 
 
-for command in (up, down, status, exec_, plan, image, export_command, run_command, report_command, routes_command):
+for command in (up, down, status, exec_, plan, image, export_command, run_command, report_command, routes_command,
+                doctor):
     main.add_command(command)

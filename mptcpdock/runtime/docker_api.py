@@ -389,11 +389,15 @@ def remove_network(nid: str) -> None:
 
 
 def image_exists(image: str) -> bool:
+    return image_id(image) is not None
+
+
+def image_id(image: str) -> str | None:
+    """The image's ID on the engine, None when it is not there."""
     try:
-        client().api.inspect_image(image)
-        return True
+        return str(client().api.inspect_image(image)["Id"])
     except NotFound:
-        return False
+        return None
 
 
 def engine_info() -> dict[str, Any]:

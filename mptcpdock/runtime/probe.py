@@ -2,36 +2,57 @@
 
 Containers share the Docker host's kernel (on macOS/Windows: the VM's), so the probe
 must run there, not on the machine running mptcpdock. It tries each qdisc on the
-container's own loopback device, which touches nothing outside that container.
+container's own loopback device (and an ifb device in its own namespace), which touches
+nothing outside that container, and reads the MPTCP sysctls it finds. ``up`` and
+``doctor`` both run it: one container run. ``doctor`` also tries ``--privileged`` on a
+second throwaway container (:func:`check_privileged`).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+
+from docker.errors import APIError
 
 from ..errors import KernelFeatureError, RuntimeFailure
 from . import docker_api
 from .docker_api import LABEL_ROLE
 
 QDISCS = ("netem", "htb", "tbf", "pfifo")
+#: MPTCP knobs read as they are (each only where this kernel has it; see :class:`KernelProbe`).
+MPTCP_KNOBS = ("available_path_managers", "available_schedulers", "path_manager", "scheduler", "pm_type")
 
 # A fixed script: no user input reaches it.
 _SCRIPT = r"""
 try() { if tc qdisc add dev lo root handle 1: "$@" >/dev/null 2>&1; then tc qdisc del dev lo root; echo yes; else echo no; fi; }
+version() { if command -v "$1" >/dev/null 2>&1; then "$@" 2>&1 | head -n1; else echo missing; fi; }
 echo "kernel=$(uname -r)"
+echo "arch=$(uname -m)"
 echo "iproute2=$(ip -V 2>&1 | tr -d '\n')"
-echo "iperf3=$(iperf3 --version 2>&1 | head -n1)"
-if [ -e /proc/sys/net/mptcp/enabled ]; then echo mptcp=yes; else echo mptcp=no; fi
+echo "iperf3=$(version iperf3 --version)"
+echo "mptcpize=$(version mptcpize --version)"
+m=/proc/sys/net/mptcp
+if [ -e $m/enabled ]; then echo mptcp=yes; echo "mptcp_enabled=$(cat $m/enabled)"; else echo mptcp=no; fi
+for knob in available_path_managers available_schedulers path_manager scheduler pm_type; do
+  if [ -r "$m/$knob" ]; then echo "$knob=$(cat "$m/$knob")"; fi
+done
 if ip mptcp limits show >/dev/null 2>&1; then echo ip_mptcp=yes; else echo ip_mptcp=no; fi
 echo "netem=$(try netem delay 1ms)"
 echo "htb=$(try htb default 1)"
 echo "tbf=$(try tbf rate 1mbit burst 32kbit latency 50ms)"
 echo "pfifo=$(try pfifo limit 10)"
+if tc qdisc add dev lo clsact >/dev/null 2>&1; then tc qdisc del dev lo clsact; echo clsact=yes; else echo clsact=no; fi
+if ip link add name mpdprobeifb type ifb >/dev/null 2>&1; then ip link del mpdprobeifb; echo ifb=yes; else echo ifb=no; fi
 """
 
 
 @dataclass(frozen=True)
 class KernelProbe:
+    """What one probe container found. ``mptcp``: ``net.mptcp.enabled`` exists (the kernel has
+    CONFIG_MPTCP); ``mptcp_knobs``: the MPTCP sysctls of :data:`MPTCP_KNOBS` this kernel has,
+    with their values (``available_path_managers`` since 6.15, ``pm_type`` before it, since
+    5.19; ``available_schedulers`` where the kernel has a scheduler choice)."""
+
     kernel: str
     iproute2: str
     iperf3: str
@@ -41,13 +62,20 @@ class KernelProbe:
     htb: bool
     tbf: bool
     pfifo: bool
+    arch: str = "?"
+    mptcpize: str = "?"
+    mptcp_enabled: str = ""
+    mptcp_knobs: dict[str, str] = field(default_factory=dict)
+    clsact: bool = False
+    ifb: bool = False
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> "KernelProbe":
-        return cls(**{key: data[key] for key in cls.__dataclass_fields__})  # type: ignore[arg-type]
+        """From :meth:`to_dict` (also of older probes, which lack the later fields)."""
+        return cls(**{key: data[key] for key in cls.__dataclass_fields__ if key in data})  # type: ignore[arg-type]
 
     def missing_for(self, *, needs_netem: bool, needs_rate: bool) -> list[str]:
         missing = []
@@ -75,19 +103,47 @@ def parse_probe(output: str) -> KernelProbe:
         htb=flag("htb"),
         tbf=flag("tbf"),
         pfifo=flag("pfifo"),
+        arch=values.get("arch", "?"),
+        mptcpize=values.get("mptcpize", "?"),
+        mptcp_enabled=values.get("mptcp_enabled", ""),
+        mptcp_knobs={knob: values[knob].strip() for knob in MPTCP_KNOBS if knob in values},
+        clsact=flag("clsact"),
+        ifb=flag("ifb"),
     )
 
 
 def probe_kernel(image: str, lab: str = "probe") -> KernelProbe:
     """Run the probe in a short-lived container from ``image`` and parse what it found."""
+    code, output = _run_throwaway(image, ["sh", "-c", _SCRIPT], lab, cap_add=["NET_ADMIN"])
+    if code != 0:
+        raise RuntimeFailure(f"kernel probe failed in image {image}: {output.strip()[-300:]}")
+    return parse_probe(output)
+
+
+@dataclass(frozen=True)
+class PrivilegedCheck:
+    """Whether this engine starts ``--privileged`` containers (labs need it only for nodes that
+    ask for ``privileged: true``); ``detail`` is the engine's reason when it does not."""
+
+    usable: bool
+    detail: str
+
+
+def check_privileged(image: str, lab: str = "probe") -> PrivilegedCheck:
+    """Start a throwaway ``--privileged`` container from ``image`` running ``true``."""
+    try:
+        code, output = _run_throwaway(image, ["true"], lab, privileged=True)
+    except APIError as exc:  # the engine refuses to start it: that is the answer
+        return PrivilegedCheck(False, docker_api.first_line(exc))
+    return PrivilegedCheck(code == 0, "started and exited 0" if code == 0 else f"exit {code}: {output.strip()[-200:]}")
+
+
+def _run_throwaway(image: str, command: list[str], lab: str, **host: object) -> tuple[int, str]:
+    """Run ``command`` in a labelled container with no network; (exit code, output). Always removed."""
     api = docker_api.client().api
-    host_config = api.create_host_config(cap_add=["NET_ADMIN"], network_mode="none", init=True)
-    container = api.create_container(
-        image,
-        command=["sh", "-c", _SCRIPT],
-        host_config=host_config,
-        labels={docker_api.LABEL_LAB: lab, LABEL_ROLE: "probe"},
-    )
+    host_config = api.create_host_config(network_mode="none", init=True, **host)
+    container = api.create_container(image, command=command, host_config=host_config,
+                                     labels={docker_api.LABEL_LAB: lab, LABEL_ROLE: "probe"})
     cid = container["Id"]
     try:
         api.start(cid)
@@ -95,9 +151,7 @@ def probe_kernel(image: str, lab: str = "probe") -> KernelProbe:
         output = api.logs(cid, stdout=True, stderr=True).decode(errors="replace")
     finally:
         docker_api.remove_container(cid)
-    if status.get("StatusCode") != 0:
-        raise RuntimeFailure(f"kernel probe failed in image {image}: {output.strip()[-300:]}")
-    return parse_probe(output)
+    return int(status.get("StatusCode", -1)), output
 
 
 def require(probe: KernelProbe, *, netem_links: list[str], rate_links: bool, allow_no_impairments: bool) -> bool:
