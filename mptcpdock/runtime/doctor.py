@@ -26,10 +26,9 @@ EXIT_OK, EXIT_NOT_AT_ALL, EXIT_NO_IMPAIRMENTS = 0, 1, 2
 Progress = Callable[[str], None]
 
 VM_FIX = ("run the engine in a Linux VM with a Debian or Ubuntu kernel: on macOS 'colima start --vm-type vz' "
-          "(then 'docker context use colima'), or 'limactl start template://docker' (then 'docker context create "
-          "lima --docker host=unix://$HOME/.lima/docker/sock/docker.sock' and 'docker context use lima'); on Windows "
-          "a Hyper-V VM with Debian or Ubuntu and dockerd ('docker context create vm --docker host=ssh://USER@VM'); "
-          "then 'mptcpdock --context NAME doctor'; see docs/docker-hosts.md")
+          "(then 'docker context use colima'), or 'limactl start template://docker-rootful' (then the 'docker context "
+          "create' line it prints); on Windows a Hyper-V VM with Debian or Ubuntu and dockerd ('docker context create "
+          "vm --docker host=ssh://USER@VM'); then 'mptcpdock --context NAME doctor'; see docs/docker-hosts.md")
 NETEM_FIX = ("load it on the Docker host ('modprobe sch_netem'; on Ubuntu it is in linux-modules-extra-$(uname -r)), "
              "or use a Docker host whose kernel has it (a Debian/Ubuntu VM: colima, lima, or this project's "
              "scripts/vm-host.sh start); until then run labs with --allow-no-impairments (rates only)")
