@@ -21,7 +21,7 @@ from ..topology.loader import load_topology
 from ..topology.model import Shaping
 from ..topology.units import format_rate, format_time_us
 from ..topology.validate import validate
-from .console import err, out, steps, warn
+from .console import out, steps, warn
 
 
 @click.command("up")
