@@ -196,9 +196,8 @@ def make_checks(engine: EngineFacts, image: ImageFacts | None, probe: KernelProb
 
 
 def engine_check(engine: EngineFacts) -> Check:
-    if not engine.reachable:
-        return Check("engine", MISSING, engine.error, "start dockerd, or choose a running engine (DOCKER_HOST=URL or "
-                     "--context NAME; see docs/docker-hosts.md)", LABS)
+    if not engine.reachable:  # the error names the engine, what chose it, and the fix
+        return Check("engine", MISSING, engine.error, stops=LABS)
     return Check("engine", OK, f"{engine.name}: {engine.host} (chosen by {engine.chosen_by}); Docker "
                  f"{engine.server_version}, API {engine.api_version}, {engine.os_type}/{engine.arch}, "
                  f"{engine.operating_system}")
