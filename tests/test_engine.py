@@ -30,10 +30,12 @@ CONTEXT = EngineIdentity(id="EEEE", name="colima", host="unix:///Users/me/.colim
 
 @pytest.fixture(autouse=True)
 def _fresh_engine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    """No engine variables from the caller, a private docker config dir, no cached client."""
+    """No engine variables from the caller, a private docker config dir and lab state dir (the
+    states these tests write must not show up in other tests' listings), no cached client."""
     for name in ("DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
+    monkeypatch.setenv("MPTCPDOCK_STATE_DIR", str(tmp_path / "state"))
     docker_api.select_engine(None)
     yield
     docker_api.select_engine(None)
