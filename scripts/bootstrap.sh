@@ -4,6 +4,8 @@
 #   2. start the Docker engine if it is not answering
 #   3. create .venv in the repository and install mptcpdock with its test extras
 #   4. build the node image (creating the Debian base image with debootstrap if needed)
+# With --vm (or MPTCPDOCK_VM_TIER=1) it also installs what scripts/vm-host.sh needs to boot a
+# Linux VM as a Docker host (qemu-system-x86, qemu-utils).
 # Idempotent: run it as often as you like. Run it as root or as a user with sudo.
 set -euo pipefail
 
@@ -13,6 +15,14 @@ DOCKERD_LOG=/var/log/dockerd.log
 
 say() { printf '[bootstrap] %s\n' "$*"; }
 die() { printf '[bootstrap] ERROR: %s\n' "$*" >&2; exit 1; }
+
+VM_TIER="${MPTCPDOCK_VM_TIER:-0}"
+for arg in "$@"; do
+    case "$arg" in
+        --vm) VM_TIER=1 ;;
+        *) die "unknown option $arg (usage: bootstrap.sh [--vm])" ;;
+    esac
+done
 
 SUDO=()
 if [ "$(id -u)" -ne 0 ]; then
@@ -28,8 +38,12 @@ install_packages() {
     if ! command -v python3 >/dev/null || ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
         missing+=(python3-venv python3-pip)
     fi
+    if [ "$VM_TIER" = 1 ]; then
+        command -v qemu-system-x86_64 >/dev/null || missing+=(qemu-system-x86)
+        command -v qemu-img >/dev/null || missing+=(qemu-utils)
+    fi
     if [ "${#missing[@]}" -eq 0 ]; then
-        say "packages: docker, debootstrap and python3 venv support are present"
+        say "packages: docker, debootstrap, python3 venv support$([ "$VM_TIER" = 1 ] && echo ' and qemu') are present"
         return
     fi
     command -v apt-get >/dev/null || die "missing ${missing[*]} and no apt-get to install them"
