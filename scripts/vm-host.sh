@@ -29,8 +29,8 @@
 #
 # Network: QEMU user networking with restrict=on (the guest reaches nothing outside, not even the
 # host), no IPv6, and a single hostfwd from 127.0.0.1:PORT to the guest's dockerd (tcp 2375, no
-# TLS: only this machine's loopback reaches it). The guest has no default route. The node image reaches the
-# VM over the Docker API, never through a registry.
+# TLS: only this machine's loopback reaches it). The guest has no default route. The node image
+# reaches the VM over the Docker API, never through a registry.
 #
 # Cache: base-HASH/ (the ext4 root image, sparse, read-only; the kernel and initrd from its /boot;
 # recipe and build times), named by a hash of the recipe below so that changing it rebuilds; it is
@@ -194,7 +194,14 @@ remove_tree() {
 }
 
 BUILD_TMP=
-cleanup_build() { [ -z "$BUILD_TMP" ] || remove_tree "$BUILD_TMP"; }
+BUILD_PID=
+cleanup_build() {
+    if [ -n "$BUILD_PID" ]; then     # an interrupted debootstrap: timeout leads its process group
+        kill -TERM -- "-$BUILD_PID" 2>/dev/null || true
+        wait "$BUILD_PID" 2>/dev/null || true
+    fi
+    [ -z "$BUILD_TMP" ] || { say "removing the unfinished build $BUILD_TMP"; remove_tree "$BUILD_TMP"; }
+}
 
 build_base() {
     if base_complete; then
@@ -215,11 +222,16 @@ build_base() {
     mirror="$(host_mirror)"
     say "building the base image (Debian $SUITE, once): debootstrap ${mirror:-(default mirror)}, log $BUILD_TMP/debootstrap.log"
     t0=$SECONDS
-    if ! timeout 1800 debootstrap --variant=minbase --include="$INCLUDE" "$SUITE" "$root" ${mirror:+"$mirror"} \
-            > "$BUILD_TMP/debootstrap.log" 2>&1; then
+    # In the background so that a signal reaches our trap (and the trap ends debootstrap) at once.
+    timeout 1800 debootstrap --variant=minbase --include="$INCLUDE" "$SUITE" "$root" ${mirror:+"$mirror"} \
+        > "$BUILD_TMP/debootstrap.log" 2>&1 &
+    BUILD_PID=$!
+    if ! wait "$BUILD_PID"; then
+        BUILD_PID=
         tail -n 20 "$BUILD_TMP/debootstrap.log" >&2
         die "debootstrap failed (log above)"
     fi
+    BUILD_PID=
     t1=$SECONDS
     say "debootstrap: $((t1 - t0)) s"
 
@@ -275,12 +287,19 @@ build_base() {
 
 probe_key() { printf 'host-kernel=%s %s' "$(uname -r)" "$(qemu-system-x86_64 --version | head -1 | tr ' ' '_')"; }
 
-choose_accel() {
+check_accel_env() {
     case "${MPTCPDOCK_VM_ACCEL:-}" in
-        kvm|tcg) echo "$MPTCPDOCK_VM_ACCEL"; return ;;
-        '') ;;
+        kvm|tcg|'') ;;
         *) die "MPTCPDOCK_VM_ACCEL must be kvm or tcg, not '$MPTCPDOCK_VM_ACCEL'" ;;
     esac
+}
+
+choose_accel() {
+    if [ -n "${MPTCPDOCK_VM_ACCEL:-}" ]; then
+        say "accel: $MPTCPDOCK_VM_ACCEL (MPTCPDOCK_VM_ACCEL)"
+        echo "$MPTCPDOCK_VM_ACCEL"
+        return
+    fi
     if [ ! -r /dev/kvm ] || [ ! -w /dev/kvm ]; then
         say "accel: tcg (/dev/kvm is not usable by $(id -un))"
         echo tcg
@@ -296,16 +315,20 @@ choose_accel() {
     fi
     # Boot the guest kernel with no root file system: it prints its banner and panics at once,
     # and -no-reboot ends QEMU. A KVM that really runs guests does this in a few seconds.
-    local log="$CACHE/accel-probe.log" t0=$SECONDS
+    local log="$CACHE/accel-probe.log" t0=$SECONDS status=0 why
     say "accel: probing KVM with a short boot (at most 20 s)"
-    verdict=tcg
-    if timeout -k 2 20 qemu-system-x86_64 -name "$MARKER-probe" -nodefaults -no-user-config \
-            -accel kvm -cpu host -m 256M -smp 1 -display none -no-reboot \
-            -serial "file:$log" -kernel "$BASE/vmlinuz" -append "console=ttyS0 panic=-1 root=/dev/null" \
-            > /dev/null 2>&1 && grep -q 'Linux version' "$log"; then
-        verdict=kvm
+    timeout -k 2 20 qemu-system-x86_64 -name "$MARKER-probe" -nodefaults -no-user-config \
+        -accel kvm -cpu host -m 256M -smp 1 -display none -no-reboot \
+        -serial "file:$log" -kernel "$BASE/vmlinuz" -append "console=ttyS0 panic=-1 root=/dev/null" \
+        > "$CACHE/accel-probe.err" 2>&1 9>&- || status=$?
+    if [ "$status" -eq 0 ] && grep -q 'Linux version' "$log"; then
+        verdict=kvm why="the guest kernel booted"
+    elif [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
+        verdict=tcg why="no guest output within 20 s"
+    else
+        verdict=tcg why="QEMU: $(grep -m1 . "$CACHE/accel-probe.err" || echo "exit status $status")"
     fi
-    say "accel: $verdict (KVM probe $( [ "$verdict" = kvm ] && echo booted || echo 'did not boot') in $((SECONDS - t0)) s)"
+    say "accel: $verdict (KVM probe, $((SECONDS - t0)) s: $why)"
     printf '%s %s\n' "$key" "$verdict" >> "$CACHE/accel-probe"
     echo "$verdict"
 }
@@ -394,6 +417,7 @@ cmd_start() {
     need qemu-img "apt-get install qemu-utils (or scripts/bootstrap.sh --vm)"
     need docker "apt-get install docker.io"
     need python3 "apt-get install python3"
+    check_accel_env
     lock
     local pid port
     if pid="$(qemu_pid)"; then
