@@ -349,6 +349,14 @@ def test_node_scripts_are_valid_sh_and_take_values_as_arguments(name: str):
     assert _script(name)[:3] == ["sh", "-c", SCRIPTS[name]]  # the constant text itself, never formatted
 
 
+def test_the_event_agent_is_valid_bash_and_reaches_nodes_as_an_argument():
+    from mptcpdock.experiment.node_scripts import BASH_SCRIPTS, EVENTS
+
+    checked = subprocess.run(["bash", "-n", "-c", EVENTS], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
+    assert set(BASH_SCRIPTS) == {"EVENTS"} and 'bash -c "$events"' in SCRIPTS["AGENT"]
+
+
 def test_table_shows_goodput_subflows_paths_and_the_baseline_ratio():
     summary = {
         "flows": [

@@ -9,11 +9,13 @@ at the end.
 
 from __future__ import annotations
 
-#: args: RUN_DIR MONITOR(0|1) PERIOD. Records the node's settings, starts
-#: ``ip -ts mptcp monitor`` (every line timestamped) when asked, and ONE sampler loop
-#: (``ss -tinMOH`` + ``/proc/net/dev`` every PERIOD seconds), then returns.
+#: args: RUN_DIR MONITOR(0|1) PERIOD T0_US EVENTS_SCRIPT. Records the node's settings, starts
+#: ``ip -ts mptcp monitor`` (every line timestamped) when asked, ONE sampler loop
+#: (``ss -tinMOH`` + ``/proc/net/dev`` every PERIOD seconds) and, when RUN_DIR/schedule.txt
+#: exists, the node's event agent (:data:`EVENTS`, under bash, with t0 = T0_US: epoch
+#: microseconds of the Docker host); then returns, printing the node's clock.
 AGENT = r"""set -u
-dir=$1; monitor=$2; period=$3
+dir=$1; monitor=$2; period=$3; t0=$4; events=$5
 mkdir -p "$dir"
 {
   echo "date=$(date +%s.%N) tz=$(date +%z) kernel=$(uname -r)"
@@ -21,7 +23,7 @@ mkdir -p "$dir"
   echo "## sysctls"
   for key in net.mptcp.enabled net.mptcp.scheduler net.mptcp.path_manager net.mptcp.checksum_enabled \
       net.ipv4.tcp_congestion_control net.ipv4.tcp_rmem net.ipv4.tcp_wmem net.core.rmem_max \
-      net.core.wmem_max net.ipv4.tcp_no_metrics_save net.ipv4.ip_forward net.ipv4.conf.all.rp_filter; do
+      net.core.wmem_max net.ipv4.tcp_no_metrics_save net.ipv4.ip_forward net.ipv4.conf.all.rp_filter net.mptcp.blackhole_timeout; do
     printf "%s = %s\n" "$key" "$(sysctl -n "$key" 2>/dev/null | tr "\t" " ")"
   done
   echo "## ip mptcp limits"; ip mptcp limits show
@@ -46,8 +48,54 @@ fi
   done
 ) > "$dir/samples.txt" 2>&1 &
 echo $! > "$dir/sampler.pid"
+if [ -s "$dir/schedule.txt" ]; then
+  bash -c "$events" mptcpdock-events "$dir" "$t0" > "$dir/events.err" 2>&1 &
+  echo $! > "$dir/events.pid"
+fi
 sleep 0.1
-echo started
+echo "started $(date +%s%6N)"
+"""
+
+#: args: RUN_DIR T0_US (bash). The node's event agent: reads RUN_DIR/schedule.txt (one step a
+#: line, tab-separated: OFFSET_US or 'setup', ID, TOOL, ARGS...; TOOL is ip, tc or snap), runs
+#: the setup steps at once, then waits for t0 + OFFSET of each step (``read -t`` on a FIFO: no
+#: process per wait) and applies it: ``ip``/``tc`` with the arguments as they are (never
+#: through a shell), ``snap`` an ``nstat -asz`` snapshot into RUN_DIR/nstat-ARG.txt. Every
+#: step is logged to RUN_DIR/events.log: ID, PLANNED_US, START_US, END_US, EXIT STATUS,
+#: COMMAND, OUTPUT (errors are logged, never swallowed).
+EVENTS = r"""set -u
+dir=$1; t0=$2
+log="$dir/events.log"
+: > "$log"
+mkfifo "$dir/.tick" && exec 9<>"$dir/.tick"; rm -f "$dir/.tick"
+apply() {
+  local planned=$1 id=$2 tool=$3; shift 3
+  local start=${EPOCHREALTIME/./} out rc
+  case "$tool" in
+    ip|tc) out=$("$tool" "$@" 2>&1 </dev/null); rc=$? ;;
+    snap) out=$(nstat -asz 2>&1 > "$dir/nstat-$1.txt" </dev/null); rc=$? ;;
+    *) out="unknown tool $tool"; rc=127 ;;
+  esac
+  local end=${EPOCHREALTIME/./}
+  out=${out//$'
+'/ | }; out=${out//$'	'/ }
+  printf '%s	%s	%s	%s	%s	%s	%s
+' "$id" "$planned" "$start" "$end" "$rc" "$tool $*" "$out" >> "$log"
+}
+while IFS= read -r line; do
+  IFS=$'	' read -r -a f <<< "$line"
+  [ "${#f[@]}" -ge 3 ] || continue
+  if [ "${f[0]}" = setup ]; then apply setup "${f[@]:1}"; continue; fi
+  target=$((t0 + f[0]))
+  while :; do
+    now=${EPOCHREALTIME/./}; left=$((target - now))
+    [ "$left" -le 0 ] && break
+    printf -v secs '%d.%06d' $((left / 1000000)) $((left % 1000000))
+    read -r -t "$secs" -u 9 _ || :
+  done
+  apply "$target" "${f[@]:1}"
+done < "$dir/schedule.txt"
+echo "done ${EPOCHREALTIME/./}" > "$dir/events.done"
 """
 
 #: Shell lines that run "$@" recording, under $dir/$name: its start and end times, pid,
@@ -61,35 +109,45 @@ date +%s.%N > "$dir/$name.end"
 """
 
 #: args: RUN_DIR NAME PORT COMMAND... Starts the iperf3 server in the background and
-#: returns once it listens on PORT (exit 1 with its error otherwise).
+#: returns once it listens on PORT, printing 'listening' and the node's clock (epoch
+#: microseconds: the Docker host's, shared by every node); exit 1 with its error otherwise.
 SERVER = r"""set -u
 dir=$1; name=$2; port=$3; shift 3
+mkdir -p "$dir"
 if [ -n "$(ss -Hltn "sport = :$port")" ]; then echo "port $port is already in use on this node"; exit 1; fi
 (
 """ + _RECORDED_RUN + r""") > /dev/null 2>&1 &
 i=0
 while [ $i -lt 100 ]; do
-  if [ -n "$(ss -Hltn "sport = :$port")" ]; then echo listening; exit 0; fi
+  if [ -n "$(ss -Hltn "sport = :$port")" ]; then echo "listening $(date +%s%6N)"; exit 0; fi
   if [ -e "$dir/$name.rc" ]; then echo "the server exited: $(cat "$dir/$name.err" "$dir/$name.json")"; exit 1; fi
   sleep 0.05; i=$((i+1))
 done
 echo "the server does not listen on port $port after 5 s"; exit 1
 """
 
-#: args: RUN_DIR NAME COMMAND... Runs the iperf3 client (started detached, at its time).
+#: args: RUN_DIR NAME START_US COMMAND... Runs the iperf3 client (started detached) at
+#: START_US, epoch microseconds of the Docker host's clock (the run's t0 + the flow's start);
+#: while it waits, RUN_DIR/NAME.wait.pid names it, so that a stopped run never starts it later.
 CLIENT = r"""set -u
-dir=$1; name=$2; shift 2
+dir=$1; name=$2; at=$3; shift 3
+echo $$ > "$dir/$name.wait.pid"
+left=$(( at - $(date +%s%6N) ))
+if [ "$left" -gt 0 ]; then sleep "$((left / 1000000)).$(printf %06d $((left % 1000000)))"; fi
+rm -f "$dir/$name.wait.pid"
 """ + _RECORDED_RUN
 
 #: args: RUN_DIR GRACE. Waits up to GRACE seconds for clients and servers to end, then
-#: stops everything this run started on the node (monitor, sampler, leftovers) by pid.
+#: stops everything this run started on the node (monitor, sampler, event agent, leftovers)
+#: by pid, and applies RUN_DIR/restore.txt (the lab as 'up' left it: tab-separated lines
+#: 'restore', ID, ip|tc, ARGS...), logging each line to events.log as the agent does.
 FINISH = r"""set -u
 dir=$1; grace=$2
 [ -d "$dir" ] || { echo "stopped:"; exit 0; }
 end=$(( $(date +%s) + grace ))
 for f in "$dir"/*.pid; do
   [ -e "$f" ] || continue
-  case "$f" in */monitor.pid|*/sampler.pid) continue ;; esac
+  case "$f" in */monitor.pid|*/sampler.pid|*/events.pid) continue ;; esac
   pid=$(cat "$f")
   while kill -0 "$pid" 2>/dev/null && [ "$(date +%s)" -lt "$end" ]; do sleep 0.1; done
 done
@@ -99,11 +157,23 @@ for f in "$dir"/*.pid; do
   pid=$(cat "$f")
   if kill -0 "$pid" 2>/dev/null; then
     kill "$pid" 2>/dev/null
-    case "$f" in */monitor.pid|*/sampler.pid) ;; *) stopped="$stopped $(basename "$f" .pid)" ;; esac
+    case "$f" in */monitor.pid|*/sampler.pid|*/events.pid) ;; *) stopped="$stopped $(basename "$f" .pid)" ;; esac
   fi
 done
 sleep 0.3
 for f in "$dir"/*.pid; do [ -e "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null; done
+if [ -s "$dir/restore.txt" ]; then
+  tab=$(printf '\t')
+  while IFS= read -r line; do
+    set -f; saved=$IFS; IFS=$tab; set -- $line; IFS=$saved; set +f
+    [ $# -ge 3 ] || continue
+    id=$2; tool=$3; shift 3
+    start=$(date +%s%6N)
+    case "$tool" in ip|tc) out=$("$tool" "$@" 2>&1 </dev/null); rc=$? ;; *) out="unknown tool $tool"; rc=127 ;; esac
+    out=$(printf '%s' "$out" | tr '\n\t' '  ')
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$id" restore "$start" "$(date +%s%6N)" "$rc" "$tool $*" "$out" >> "$dir/events.log"
+  done < "$dir/restore.txt"
+fi
 {
   echo "date=$(date +%s.%N)"
   echo "## tc -s qdisc"; tc -s qdisc show
@@ -130,3 +200,6 @@ exit 0
 """
 
 SCRIPTS = {"AGENT": AGENT, "SERVER": SERVER, "CLIENT": CLIENT, "FINISH": FINISH, "CAT": CAT, "KILL": KILL}
+#: Scripts that need bash (the node image has it); they reach a node as an argument of one of
+#: the above (EVENTS: AGENT starts it), never as an exec of their own.
+BASH_SCRIPTS = {"EVENTS": EVENTS}

@@ -29,6 +29,7 @@ their sum is what the MPTCP goodput is compared with (``baseline.ratio`` in summ
 from __future__ import annotations
 
 import copy
+import dataclasses
 import io
 import json
 import math
@@ -43,7 +44,8 @@ from typing import Callable
 
 from ..errors import LabNotFound, MptcpdockError, RuntimeFailure, TopologyError
 from ..plan.checklist import Checklist, make_checklist, render_checklist
-from ..plan.commands import make_plan
+from ..plan.commands import BLACKHOLE_TIMEOUT, apply_kernel_sysctls, make_plan
+from ..plan.events import EventPlan, plan_events, restore_text, schedule_text
 from ..report.parsers import parse_iperf3, parse_iperf3_version, parse_monitor
 from ..report.layout import arrange_files
 from ..report.plots import draw_all
@@ -51,15 +53,17 @@ from ..report.records import Summary
 from ..report.summary import build_summary, connections_from_monitor, write_summary
 from ..runtime import docker_api, lab as lab_api
 from ..runtime.apply import parallel
+from ..runtime.probe import KernelProbe, require_for_events
 from ..runtime.state import LabState
 from ..topology.loader import topology_to_dict, topology_to_yaml
 from ..topology.model import Flow, Topology
 from ..topology.validate import validate
-from .node_scripts import SCRIPTS
+from .node_scripts import BASH_SCRIPTS, EVENTS, SCRIPTS
 
 Progress = Callable[[str], None]
 RUN_DIR_IN_NODE = "/tmp/mptcpdock-run"
-LEAD_SECONDS = 1.0  # between the servers listening and t=0
+LEAD_SECONDS = 1.0  # between the servers listening and t=0 (more with many agents: see _lead)
+EVENT_INTERVAL = 0.1  # iperf3 -i during runs with events or traces (the goodput gap needs it)
 FINISH_GRACE = 5  # seconds the servers get to end after their clients
 CONNECT_TIMEOUT_MS = 5000
 BASELINE_GAP = 1.0  # seconds between baseline flows
@@ -110,9 +114,13 @@ class Run:
     monitors_added: list[str]
     agents: list[str]  # nodes with an agent (monitor and/or sampler)
     mptcp_tool: str  # mptcpize | native
+    events: EventPlan | None = None  # the schedules of the run's events and traces
+    interval: float = 1.0  # iperf3 -i
     commands: list[RunCommand] = field(default_factory=list)
     scheduled: list[ScheduledFlow] = field(default_factory=list)
-    t0: float = 0.0
+    t0: float = 0.0  # epoch seconds of the Docker host's clock (every node's)
+    clock_offset: float = 0.0  # the Docker host's clock minus this machine's
+    agent_clocks: dict[str, float] = field(default_factory=dict)  # when each agent started (host clock)
     reasons: list[str] = field(default_factory=list)  # why the run is incomplete
     up_trace: str = ""
     engine_lost: BaseException | None = None  # the error by which the engine went away, if it did
@@ -120,6 +128,10 @@ class Run:
 
     def container(self, node: str) -> str:
         return self.state.container(node)
+
+    def host_now(self) -> float:
+        """Now on the Docker host's clock (which t0 and every node use)."""
+        return time.time() + self.clock_offset
 
     def record(self, node: str | None, argv: list[str], *, detach: bool = False, comment: str | None = None) -> None:
         with self._lock:
@@ -210,10 +222,28 @@ def resolve_inputs(lab: str | None, topology: Topology | None, duration: float |
             raise MptcpdockError(f"lab {name!r} is up with a different network (its nodes or links differ from "
                                  f"{topology.source or 'this topology'}); run 'mptcpdock down {name}' first, or "
                                  "give --lab another name")
+        if state is not None:
+            _check_layout(resolved, state)
         if state is None and not bring_up_if_needed:
             raise LabNotFound(f"lab {name!r} is not running; run 'mptcpdock up' first")
     _check_flows(resolved, state)
+    if state is not None and state.probe:
+        plan = make_plan(resolved, drop_impairments=state.impairments_dropped)
+        require_for_events(KernelProbe.from_dict(state.probe), plan_events(resolved, plan).kernel_needs,
+                           resolved.source)
     return name, resolved, state
+
+
+def _check_layout(resolved: Topology, state: LabState) -> None:
+    """The qdiscs the run's events need (a netem leaf where delay/loss will change) must be
+    the ones the lab was brought up with: a qdisc is never replaced mid-run."""
+    want = make_plan(resolved, drop_impairments=state.impairments_dropped)
+    have = make_plan(state.topology(), drop_impairments=state.impairments_dropped)
+    for name, node in want.nodes.items():
+        if node.tc_lines() != have.nodes[name].tc_lines():
+            raise MptcpdockError(f"lab {state.lab!r} is up with other qdiscs on {name} than these events need (an "
+                                 "egress whose delay, jitter or loss an event changes needs a netem leaf from 'up' "
+                                 f"on); run 'mptcpdock down {state.lab}' and give the topology to 'run' again")
 
 
 # -- commands --------------------------------------------------------------------------------
@@ -230,13 +260,14 @@ def _mptcp_wrap(argv: list[str], protocol: str, tool: str) -> list[str]:
     return argv + ["--mptcp"] if tool == "native" else ["mptcpize", "run", *argv]
 
 
-def server_argv(flow: Flow, tool: str) -> list[str]:
-    return _mptcp_wrap(["iperf3", "-s", "-1", "-p", str(flow.port), "-J"], flow.protocol, tool)
+def server_argv(flow: Flow, tool: str, interval: float = 1.0) -> list[str]:
+    argv = ["iperf3", "-s", "-1", "-p", str(flow.port), "-J"] + (["-i", f"{interval:g}"] if interval != 1 else [])
+    return _mptcp_wrap(argv, flow.protocol, tool)
 
 
-def client_argv(flow: Flow, tool: str) -> list[str]:
+def client_argv(flow: Flow, tool: str, interval: float = 1.0) -> list[str]:
     argv = ["iperf3", "-c", str(flow.dst_address), "-p", str(flow.port), "-t", _seconds(flow.duration),
-            "-i", "1", "-J", "--connect-timeout", str(CONNECT_TIMEOUT_MS)]
+            "-i", f"{interval:g}", "-J", "--connect-timeout", str(CONNECT_TIMEOUT_MS)]
     if flow.streams > 1:
         argv += ["-P", str(flow.streams)]
     if flow.src_address:
@@ -276,38 +307,69 @@ def _plan_run(name: str, topology: Topology, state: LabState, results_root: Path
     ends = {node for flow in topology.flows for node in (flow.src, flow.dst)}
     mptcp_ends = {node for flow in topology.flows if flow.protocol == "mptcp" for node in (flow.src, flow.dst)}
     added = sorted(mptcp_ends - set(requested))
-    agents = [node for node in topology.nodes if node in ends or node in requested]
+    plan = make_plan(topology, drop_impairments=state.impairments_dropped)
+    first = plan_events(topology, plan)
+    scheduled_nodes = {name for name, schedule in first.schedules.items() if not schedule.empty}
+    agents = [node for node in topology.nodes if node in ends or node in requested or node in scheduled_nodes]
+    events = plan_events(topology, plan, snap_nodes=agents) if not first.empty else None
     results_dir = _new_results_dir(results_root, name)
     return Run(lab=name, topology=topology, state=state, results_dir=results_dir,
                node_dir=f"{RUN_DIR_IN_NODE}/{results_dir.name}", sample_period=sample_period,
                monitors_requested=requested, monitors_added=added, agents=agents, mptcp_tool=_mptcp_tool(state),
-               scheduled=[ScheduledFlow(flow) for flow in topology.flows])
+               scheduled=[ScheduledFlow(flow) for flow in topology.flows], events=events,
+               interval=EVENT_INTERVAL if events else 1.0)
+
+
+def _put_schedule(run: Run, node: str) -> bool:
+    """Copy the node's schedule (and restore lines) into its run directory; False: none."""
+    if run.events is None or run.events.schedules[node].empty:
+        return False
+    schedule = run.events.schedules[node]
+    files = {"schedule.txt": schedule_text(schedule).encode(), "restore.txt": restore_text(schedule).encode()}
+    base, _, sub = run.node_dir.partition("/mptcpdock-run/")
+    run.record(None, ["docker", "cp", f"schedule-{node}.tar", f"{run.container(node)}:{run.node_dir}/"],
+               comment=f"{node}: its schedule ({len(schedule.steps)} steps, {len(schedule.setup)} before t=0, "
+                       f"{len(schedule.restore)} after the run): see events/schedules/{node}.txt")
+    docker_api.copy_to_container(run.container(node), base, f"mptcpdock-run/{sub}", files)
+    return True
 
 
 def _start_agent(run: Run, node: str) -> None:
     monitor = node in run.monitors_requested or node in run.monitors_added
-    argv = _script("AGENT") + [run.node_dir, "1" if monitor else "0", f"{run.sample_period:g}"]
+    scheduled = _put_schedule(run, node)
+    argv = _script("AGENT") + [run.node_dir, "1" if monitor else "0", f"{run.sample_period:g}",
+                               str(int(run.t0 * 1_000_000)), EVENTS]
     what = ("ip -ts mptcp monitor > monitor.log; " if monitor else "") + \
-        f"every {run.sample_period:g} s: ss -tinMOH, /proc/net/dev > samples.txt"
+        f"every {run.sample_period:g} s: ss -tinMOH, /proc/net/dev > samples.txt" + \
+        ("; the event agent applies schedule.txt from t0" if scheduled else "")
     result = run.exec(node, argv, comment=f"{node}: agent: {what}")
     if result.exit_code != 0 or "started" not in result.stdout:
         raise RuntimeFailure(f"starting the monitor/sampler on {node!r} failed: {(result.stdout + result.stderr).strip()}")
+    clock = next((line.split()[1] for line in result.stdout.splitlines() if line.startswith("started ")), None)
+    if clock and clock.isdigit():
+        run.agent_clocks[node] = int(clock) / 1e6
 
 
-def _start_server(run: Run, item: ScheduledFlow) -> None:
+def _start_server(run: Run, item: ScheduledFlow) -> float | None:
+    """Start the flow's server; the Docker host's clock (epoch seconds) when it listened."""
     flow = item.flow
-    command = server_argv(flow, run.mptcp_tool)
+    command = server_argv(flow, run.mptcp_tool, run.interval)
     argv = _script("SERVER") + [run.node_dir, f"{flow.name}.server", str(flow.port), *command]
     result = run.exec(flow.dst, argv, comment=f"{flow.dst}: server of flow {flow.name}: {shlex.join(command)}")
     if result.exit_code != 0:
         raise RuntimeFailure(f"flow {flow.name}: the iperf3 server on {flow.dst!r} port {flow.port} did not start: "
                              f"{(result.stdout + result.stderr).strip()}")
+    clock = next((line.split()[1] for line in result.stdout.splitlines()
+                  if line.startswith("listening ") and len(line.split()) > 1), "")
+    return int(clock) / 1e6 if clock.isdigit() else None
 
 
 def _launch_client(run: Run, item: ScheduledFlow) -> None:
+    """Start the client's exec now, detached: it waits in the node until t0 + start (host clock)."""
     flow = item.flow
-    command = client_argv(flow, run.mptcp_tool)
-    argv = _script("CLIENT") + [run.node_dir, f"{flow.name}.client", *command]
+    command = client_argv(flow, run.mptcp_tool, run.interval)
+    at = int(round((run.t0 + flow.start) * 1_000_000))
+    argv = _script("CLIENT") + [run.node_dir, f"{flow.name}.client", str(at), *command]
     run.record(flow.src, argv, detach=True,
                comment=f"t={flow.start:g} s {flow.src}: client of flow {flow.name}: {shlex.join(command)}")
     item.exec_id = docker_api.start_exec_detached(run.container(flow.src), argv)
@@ -316,20 +378,20 @@ def _launch_client(run: Run, item: ScheduledFlow) -> None:
 
 def _stop_flow(run: Run, item: ScheduledFlow, why: str = "past its deadline") -> None:
     flow = item.flow
-    files = [f"{run.node_dir}/{flow.name}.client.pid"]
+    files = [f"{run.node_dir}/{flow.name}.client.wait.pid", f"{run.node_dir}/{flow.name}.client.pid"]
     run.exec(flow.src, _script("KILL") + files, comment=f"{flow.src}: stop the client of flow {flow.name} ({why})")
     item.finished = True
 
 
 def _wait_for_flows(run: Run, items: list[ScheduledFlow], progress: Progress) -> None:
-    """Start each client at t0 + start, wait until all are done (or past their deadline)."""
-    pending = sorted(items, key=lambda item: item.flow.start)
+    """Launch every client (each waits in its node for t0 + start), wait until all are done
+    (or past their deadline). Times are the Docker host's clock."""
+    parallel(lambda item: _launch_client(run, item), sorted(items, key=lambda item: item.flow.start), 8)
+    pending: list[ScheduledFlow] = []
     end = max(run.t0 + item.flow.start + item.flow.duration for item in items)
     last_note = 0.0
     while True:
-        now = time.time()
-        while pending and now >= run.t0 + pending[0].flow.start:
-            _launch_client(run, pending.pop(0))
+        now = run.host_now()
         running = []
         for item in items:
             if item.exec_id and not item.finished:
@@ -347,13 +409,31 @@ def _wait_for_flows(run: Run, items: list[ScheduledFlow], progress: Progress) ->
             last_note = now
             left = ", ".join(running) or "none yet"
             progress(f"t={now - run.t0:4.0f} s of {end - run.t0:.0f} s; running: {left}")
-        time.sleep(0.2 if not pending else max(0.01, min(0.2, run.t0 + pending[0].flow.start - time.time())))
+        time.sleep(0.2)
+
+
+def _lead(run: Run) -> float:
+    """Seconds from the servers listening to t0: the agents start in between (8 at a time)."""
+    return LEAD_SECONDS + 0.15 * math.ceil(len(run.agents) / 8)
 
 
 def _run_phase(run: Run, items: list[ScheduledFlow], progress: Progress, title: str) -> None:
+    """Start the servers, then (first phase) fix t0 on the Docker host's clock and start every
+    node's agent with it, then launch the clients."""
     progress(f"{title}: starting {len(items)} iperf3 server(s)")
-    parallel(lambda item: _start_server(run, item), items, 8)
-    run.t0 = time.time() + LEAD_SECONDS if not run.t0 else run.t0
+    clocks = parallel(lambda item: _start_server(run, item), items, 8)
+    received = time.time()
+    if not run.t0:
+        known = [clock for clock in clocks if clock]
+        host = max(known) if known else received
+        run.clock_offset = host - received if known else 0.0
+        run.t0 = host + _lead(run)
+        progress(f"starting monitors, samplers{' and event agents' if run.events else ''} on {len(run.agents)} "
+                 "node(s)")
+        parallel(lambda node: _start_agent(run, node), run.agents, 8)
+        late = [node for node, clock in run.agent_clocks.items() if clock > run.t0]
+        if late:
+            run.reasons.append(f"the agents of {', '.join(sorted(late))} started after t0: their first steps are late")
     _wait_for_flows(run, items, progress)
 
 
@@ -385,7 +465,7 @@ def _baseline_flows(run: Run, checklist: Checklist, every_mptcp_flow: bool) -> l
     them with ``every_mptcp_flow``), one after the other."""
     used = {(flow.dst, flow.port) for flow in run.topology.flows}
     planned = max(item.flow.start + item.flow.duration for item in run.scheduled) + BASELINE_GAP
-    start = max(planned, time.time() - run.t0 + LEAD_SECONDS + BASELINE_GAP)  # one at a time, even if late
+    start = max(planned, run.host_now() - run.t0 + LEAD_SECONDS + BASELINE_GAP)  # one at a time, even if late
     out = []
     for item in list(run.scheduled):
         flow = item.flow
@@ -451,12 +531,36 @@ def _stop_and_collect(run: Run, grace: int, progress: Progress) -> None:
     parallel(lambda node: _collect_node(run, node), run.agents)
 
 
+def _with_local_traces(run: Run) -> Topology:
+    """The run's topology with every trace copied into results/traces/ and named from there,
+    so that the results directory is complete (``mptcpdock report`` reads it alone)."""
+    out = copy.deepcopy(run.topology)
+    folder = run.results_dir / "traces"
+    for link in out.links:
+        for shaping in (link.shaping, *link.egress.values()):
+            if shaping.trace is None:
+                continue
+            source = Path(shaping.trace.path)
+            folder.mkdir(exist_ok=True)
+            target = folder / source.name
+            if not target.exists():
+                target.write_bytes(source.read_bytes())
+            shaping.trace = dataclasses.replace(shaping.trace, path=f"traces/{source.name}")
+    return out
+
+
 def _write_inputs(run: Run, checklist: Checklist) -> None:
-    (run.results_dir / "topology.yaml").write_text(topology_to_yaml(run.topology))
+    (run.results_dir / "topology.yaml").write_text(topology_to_yaml(_with_local_traces(run)))
     state = asdict(run.state)
     state.pop("topology_yaml", None)
     plan = make_plan(run.topology, drop_impairments=run.state.impairments_dropped)
-    state["sysctls"] = {name: node.sysctls for name, node in plan.nodes.items()}
+    apply_kernel_sysctls(plan, has_blackhole_timeout=run.state.probe.get("blackhole_timeout") is not None)
+    sysctls = run.state.sysctls or {name: node.sysctls for name, node in plan.nodes.items()}
+    state["sysctls"] = sysctls
+    state["blackhole_timeout"] = {
+        "kernel_default": run.state.probe.get("blackhole_timeout"),
+        "set": {name: values[BLACKHOLE_TIMEOUT] for name, values in sysctls.items() if BLACKHOLE_TIMEOUT in values},
+    } if "blackhole_timeout" in run.state.probe else None
     state["iproute2"] = run.state.probe.get("iproute2")
     state["docker_host_kernel"] = run.state.probe.get("kernel")
     (run.results_dir / "state.json").write_text(json.dumps(state, indent=2) + "\n")
@@ -468,6 +572,10 @@ def _write_run_meta(run: Run, incomplete: bool) -> None:
     meta = {
         "lab": run.lab,
         "t0": run.t0,
+        "clock": "the Docker host's (every node's); t0 fixed there, after the servers listened",
+        "clock_offset": run.clock_offset,
+        "agent_clocks": run.agent_clocks,
+        "interval": run.interval,
         "node_dir": run.node_dir,
         "sample_period": run.sample_period,
         "mptcp_tool": run.mptcp_tool,
@@ -478,7 +586,8 @@ def _write_run_meta(run: Run, incomplete: bool) -> None:
         "reasons": run.reasons,
         "flows": [
             {**asdict(item.flow), "role": item.role, "baseline_of": item.baseline_of,
-             "launched": item.launched_at is not None, "timed_out": item.timed_out}
+             "launched": item.launched_at is not None and run.t0 + item.flow.start <= run.host_now(),
+             "timed_out": item.timed_out}
             for item in run.scheduled
         ],
     }
@@ -491,7 +600,7 @@ def render_commands(run: Run) -> str:
     lines += ["", f"# ---- mptcpdock run {run.results_dir.name}: every command of the run, in order ----",
               "# The fixed scripts the run executes inside nodes; values arrive as positional arguments.",
               "set +e"]
-    for name, text in SCRIPTS.items():
+    for name, text in {**SCRIPTS, **BASH_SCRIPTS}.items():
         lines.append(f"{name}={shlex.quote(text)}")
     previous = None
     for command in sorted(run.commands, key=lambda c: c.time):
@@ -508,7 +617,9 @@ def render_commands(run: Run) -> str:
         if argv[:2] == ["sh", "-c"]:
             variable = next((name for name, script in SCRIPTS.items() if script == argv[2]), None)
             if variable:
-                text = f'sh -c "${variable}" ' + shlex.join(argv[3:])
+                rest = [f'"${name}"' if arg == script else shlex.quote(arg) for arg in argv[3:]
+                        for name, script in [next(((n, t) for n, t in BASH_SCRIPTS.items() if t == arg), ("", ""))]]
+                text = f'sh -c "${variable}" ' + " ".join(rest)
         lines.append(f"docker exec {'-d ' if command.detach else ''}{shlex.quote(command.container)} {text}")
     return "\n".join(lines) + "\n"
 
@@ -580,8 +691,6 @@ def run_experiment(lab: str | None = None, topology: Topology | None = None, *, 
     _write_inputs(run, checklist)
     interrupted, failure = False, None
     try:
-        progress(f"starting monitors and samplers on {len(run.agents)} node(s)")
-        parallel(lambda node: _start_agent(run, node), run.agents, 8)
         _run_phase(run, list(run.scheduled), progress, "flows")
         if any(flow.protocol == "mptcp" and (baseline or flow.baseline) for flow in resolved.flows):
             extra = _baseline_flows(run, checklist, baseline)

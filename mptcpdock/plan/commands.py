@@ -110,6 +110,22 @@ def default_sysctls(kind: str, mptcp_enabled: bool) -> dict[str, str]:
     }
 
 
+#: Set to 0 on every MPTCP node whose kernel has it (6.12+): after SYNs with MPTCP options are
+#: dropped (a blackhole event, a link down during a handshake), the kernel otherwise disables
+#: MPTCP in that namespace for an hour (default 3600 s), and every later run there is TCP.
+BLACKHOLE_TIMEOUT = "net.mptcp.blackhole_timeout"
+
+
+def apply_kernel_sysctls(plan: "Plan", *, has_blackhole_timeout: bool) -> None:
+    """Add the sysctls that depend on the Docker host's kernel (known after the probe) to
+    every MPTCP node of ``plan``; a node's own setting wins."""
+    if not has_blackhole_timeout:
+        return
+    for node in plan.nodes.values():
+        if node.sysctls.get("net.mptcp.enabled") == "1":
+            node.sysctls.setdefault(BLACKHOLE_TIMEOUT, "0")
+
+
 def _interfaces(topo: Topology, node: str) -> list[InterfacePlan]:
     out = []
     for link in topo.links_of(node):
@@ -175,8 +191,23 @@ def _mptcp_lines(topo: Topology, node: str, interfaces: list[InterfacePlan]) -> 
     return lines
 
 
+def netem_event_egresses(topology: Topology) -> set[tuple[str, str]]:
+    """(node, interface) of every egress a ``set:`` event gives delay, jitter or loss: it
+    gets a netem leaf from the start (changing the leaf's kind mid-run would replace it)."""
+    out: set[tuple[str, str]] = set()
+    for event in topology.events:
+        if event.set is None or not event.set.needs_netem or event.link is None:
+            continue
+        link = topology.link(event.link)
+        for end in (link.a, link.b):
+            if event.from_node in (None, end.node):
+                out.add((end.node, end.interface or ""))
+    return out
+
+
 def _node_shaping(topo: Topology, node: str, egress: EgressShaping,
-                  round_trips: dict[tuple[str, str], PathRoundTrip]) -> dict[str, ShapingPlan]:
+                  round_trips: dict[tuple[str, str], PathRoundTrip],
+                  netem_leaves: set[tuple[str, str]] = frozenset()) -> dict[str, ShapingPlan]:  # type: ignore[assignment]
     """interface -> its shaping plan, each default queue sized by the paths through it."""
     out: dict[str, ShapingPlan] = {}
     for link in topo.links_of(node):
@@ -184,7 +215,7 @@ def _node_shaping(topo: Topology, node: str, egress: EgressShaping,
         shaping = egress[(node, interface)]
         path = round_trips.get((node, interface))
         choice = choose_queue(shaping, path.rtt_us, path.describe()) if path else choose_queue(shaping)
-        out[interface] = plan_shaping(interface, shaping, choice)
+        out[interface] = plan_shaping(interface, shaping, choice, netem_leaf=(node, interface) in netem_leaves)
     return out
 
 
@@ -194,10 +225,11 @@ def make_plan(topology: Topology, *, drop_impairments: bool = False) -> Plan:
     gso_segments = gso_max_segs(topology)
     egress = egress_shaping(topology, drop_impairments=drop_impairments)
     round_trips = path_round_trips(topology, routing, egress)
+    netem_leaves = set() if drop_impairments else netem_event_egresses(topology)
     nodes: dict[str, NodePlan] = {}
     for name, node in topology.nodes.items():
         interfaces = _interfaces(topology, name)
-        shaping = _node_shaping(topology, name, egress, round_trips)
+        shaping = _node_shaping(topology, name, egress, round_trips, netem_leaves)
         sysctls = default_sysctls(node.kind, node.mptcp.enabled)
         sysctls.update(node.sysctls)
         nodes[name] = NodePlan(
@@ -225,7 +257,8 @@ def make_plan(topology: Topology, *, drop_impairments: bool = False) -> Plan:
             name=link.name, subnet=link.subnet,
             a_node=link.a.node, a_interface=link.a.interface or "", a_address=link.a.address or "",
             b_node=link.b.node, b_interface=link.b.interface or "", b_address=link.b.address or "",
-            needs_netem=link.shaping_from(link.a.node).needs_netem or link.shaping_from(link.b.node).needs_netem,
+            needs_netem=link.shaping_from(link.a.node).needs_netem or link.shaping_from(link.b.node).needs_netem
+            or any((end.node, end.interface) in netem_event_egresses(topology) for end in (link.a, link.b)),
         ))
     return Plan(lab=topology.name, topology=topology, nodes=nodes, links=links,
                 impairments_dropped=drop_impairments and any(link.needs_netem for link in links))

@@ -90,6 +90,19 @@ def htb_burst(rate: int) -> int:
     return max(2 * MTU_FRAME, math.ceil(rate / 8 / 1000))
 
 
+def htb_class_args(rate: int) -> str:
+    """The htb class parameters for ``rate``, all of them (``class add`` and ``class change``)."""
+    burst = htb_burst(rate)
+    quantum = min(200_000, max(MTU_FRAME, rate // 8 // 10))
+    return f"htb rate {rate}bit ceil {rate}bit burst {burst} cburst {burst} quantum {quantum}"
+
+
+def leaf_args(shaping: Shaping, queue: int, netem: bool) -> str:
+    """The leaf qdisc's full parameter set: netem (every parameter: a ``qdisc change ...
+    netem`` resets those it does not name) or pfifo."""
+    return _netem_args(shaping, queue) if netem else f"pfifo limit {queue}"
+
+
 def _netem_args(shaping: Shaping, queue: int) -> str:
     args = ["netem"]
     if shaping.delay:
@@ -102,32 +115,34 @@ def _netem_args(shaping: Shaping, queue: int) -> str:
     return " ".join(args)
 
 
-def plan_shaping(interface: str, shaping: Shaping, queue_choice: QueueChoice | None = None) -> ShapingPlan:
+def plan_shaping(interface: str, shaping: Shaping, queue_choice: QueueChoice | None = None,
+                 netem_leaf: bool = False) -> ShapingPlan:
     """The tc commands for ``interface``'s egress; empty when nothing is asked.
-    ``queue_choice`` defaults to :func:`choose_queue` over the link's own round trip."""
-    if shaping.is_empty:
+    ``queue_choice`` defaults to :func:`choose_queue` over the link's own round trip;
+    ``netem_leaf``: a netem leaf even without delay/jitter/loss (events will change them)."""
+    if shaping.is_empty and not netem_leaf:
         return ShapingPlan(interface, (), None)
     choice = queue_choice or choose_queue(shaping)
     queue = choice.packets
     dev = f"dev {interface}"
+    leaf = leaf_args(shaping, queue, shaping.needs_netem or netem_leaf)
     if shaping.rate is None:
-        leaf = _netem_args(shaping, queue) if shaping.needs_netem else f"pfifo limit {queue}"
         return ShapingPlan(interface, (f"qdisc add {dev} root handle {LEAF_HANDLE} {leaf}",), choice)
-    burst = htb_burst(shaping.rate)
-    quantum = min(200_000, max(MTU_FRAME, shaping.rate // 8 // 10))
-    leaf = _netem_args(shaping, queue) if shaping.needs_netem else f"pfifo limit {queue}"
     return ShapingPlan(
         interface,
         (
             f"qdisc add {dev} root handle {ROOT_HANDLE} htb default 1",
-            f"class add {dev} parent {ROOT_HANDLE} classid {CLASS_ID} htb rate {shaping.rate}bit "
-            f"ceil {shaping.rate}bit burst {burst} cburst {burst} quantum {quantum}",
+            f"class add {dev} parent {ROOT_HANDLE} classid {CLASS_ID} {htb_class_args(shaping.rate)}",
             f"qdisc add {dev} parent {CLASS_ID} handle {LEAF_HANDLE} {leaf}",
         ),
         choice,
     )
 
 
+def has_netem_leaf(plan: ShapingPlan) -> bool:
+    return any(" netem" in line for line in plan.commands)
+
+
 def without_impairments(shaping: Shaping) -> Shaping:
     """The same shaping with delay, jitter and loss removed (kernel without netem)."""
-    return Shaping(rate=shaping.rate, queue=shaping.queue)
+    return Shaping(rate=shaping.rate, queue=shaping.queue, trace=shaping.trace)

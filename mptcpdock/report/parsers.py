@@ -48,8 +48,10 @@ class MonitorEvent:
 
     def describe(self) -> str:
         parts = [self.event]
-        if self.saddr or self.daddr:
+        if self.saddr and self.daddr:
             parts.append(f"{self.saddr}:{self.sport} -> {self.daddr}:{self.dport}")
+        elif self.saddr or self.daddr:
+            parts.append(f"{self.saddr or self.daddr}:{self.sport or self.dport}")
         for key in ("remid", "locid", "backup", "error", "reset_reason", "reset_flags"):
             if key in self.fields:
                 parts.append(f"{key}={self.fields[key]}")

@@ -21,10 +21,11 @@ from requests.exceptions import RequestException
 
 from .. import NODE_IMAGE
 from ..errors import MptcpdockError, RuntimeFailure, TopologyError
-from ..plan.commands import LinkPlan, NodePlan, Plan, make_plan
+from ..plan.commands import LinkPlan, NodePlan, Plan, apply_kernel_sysctls, make_plan
+from ..plan.events import plan_events
 from . import docker_api
 from .docker_api import LABEL_LAB, LABEL_LINK, LABEL_NODE, LABEL_ROLE
-from .probe import KernelProbe, probe_kernel, require
+from .probe import KernelProbe, probe_kernel, require, require_for_events
 from .state import LabState, NodeState, delete_state, new_state, save_state
 from .trace import Trace
 
@@ -271,8 +272,21 @@ def _up(plan: Plan, trace: Trace, timings: dict[str, float], start: float, allow
         # Both variants of the qdisc lines go to every node (see CONFIGURE_SCRIPT), so the
         # containers need not wait for the probe.
         reduced = make_plan(plan.topology, drop_impairments=True) if plan.netem_links else plan
+        kernel_needs = plan_events(plan.topology, plan).kernel_needs
+
+        def kernel_checked() -> KernelProbe:
+            """The probe, checked against what the events need; the kernel-dependent sysctls
+            (net.mptcp.blackhole_timeout) go into every node's plan before any is created."""
+            probe = probe_future.result()
+            require_for_events(probe, kernel_needs, plan.topology.source)
+            for variant in {id(plan): plan, id(reduced): reduced}.values():
+                apply_kernel_sysctls(variant, has_blackhole_timeout=probe.blackhole_timeout is not None)
+            return probe
+
+        checked_future = pools.pool(1).submit(kernel_checked)
 
         def create_node(node: NodePlan) -> str:
+            checked_future.result()  # raises when the kernel lacks what an event needs
             attachments[node.name] = [
                 (network, carrier_address(subnet, link_plans[interface.link], node.name), interface.name)
                 for interface in node.interfaces
@@ -284,7 +298,7 @@ def _up(plan: Plan, trace: Trace, timings: dict[str, float], start: float, allow
         # collected (in the same pool, behind the creations) once each container has started.
         node_pool = pools.pool(WORKERS)
         node_futures = {node_pool.submit(create_node, node): node.name for node in _creation_order(plan)}
-        probe = probe_future.result()
+        probe = checked_future.result()
         timings["probe"] = elapsed()
         drop = require(probe, netem_links=plan.netem_links, rate_links=True, allow_no_impairments=allow_no_impairments)
         if drop and not plan.impairments_dropped:
@@ -326,6 +340,7 @@ def _up(plan: Plan, trace: Trace, timings: dict[str, float], start: float, allow
         },
         networks={link.name: networks[link.name] for link in plan.links},
         engine=docker_api.engine_identity(),
+        sysctls={name: dict(node.sysctls) for name, node in plan.nodes.items()},
     )
     timings["total"] = elapsed()
     state.timings = timings

@@ -11,8 +11,11 @@ The one shared client talks to the engine :func:`.engine.resolve_engine` picks (
 
 from __future__ import annotations
 
+import io
 import ipaddress
+import os
 import re
+import tarfile
 import threading
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
@@ -351,6 +354,25 @@ def copy_from_container(container: str, path: str) -> bytes:
     """A tar archive of ``path`` in the container (``docker cp CONTAINER:PATH -``)."""
     stream, _ = client().api.get_archive(container, path)
     return b"".join(stream)
+
+
+def copy_to_container(container: str, base: str, directory: str, files: dict[str, bytes]) -> None:
+    """Write ``files`` (name -> content) into ``base/directory`` of the container, creating
+    ``directory`` (relative; ``base`` must exist and is left as it is), as ``docker cp`` of a
+    tar archive does: values reach a node as files, never as code."""
+    parts = [part for part in directory.strip("/").split("/") if part]
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for depth in range(1, len(parts) + 1):
+            info = tarfile.TarInfo("/".join(parts[:depth]))
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            archive.addfile(info)
+        for name, content in files.items():
+            info = tarfile.TarInfo("/".join([*parts, name]))
+            info.size, info.mode = len(content), 0o644
+            archive.addfile(info, io.BytesIO(content))
+    if not client().api.put_archive(container, base, buffer.getvalue()):
+        raise RuntimeFailure(f"copying {', '.join(files)} into {container}:{base}/{directory} failed")
 
 
 def exec_running(exec_id: str) -> bool:

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 
 from docker.errors import APIError
 
-from ..errors import KernelFeatureError, RuntimeFailure
+from ..errors import KernelFeatureError, RuntimeFailure, TopologyError
 from . import docker_api
 from .docker_api import LABEL_ROLE
 
@@ -43,6 +43,12 @@ echo "tbf=$(try tbf rate 1mbit burst 32kbit latency 50ms)"
 echo "pfifo=$(try pfifo limit 10)"
 if tc qdisc add dev lo clsact >/dev/null 2>&1; then tc qdisc del dev lo clsact; echo clsact=yes; else echo clsact=no; fi
 if ip link add name mpdprobeifb type ifb >/dev/null 2>&1; then ip link del mpdprobeifb; echo ifb=yes; else echo ifb=no; fi
+if tc qdisc add dev lo clsact >/dev/null 2>&1; then
+  if tc filter add dev lo egress pref 1 handle 1 bpf da bytecode "1,6 0 0 2" >/dev/null 2>&1; then echo blackhole=yes; else echo blackhole=no; fi
+  tc qdisc del dev lo clsact
+else echo blackhole=no; fi
+if [ -e /proc/sys/net/mptcp/blackhole_timeout ]; then echo "blackhole_timeout=$(cat /proc/sys/net/mptcp/blackhole_timeout)"; else echo blackhole_timeout=absent; fi
+echo "mptcp_limits=$(ip mptcp limits show 2>/dev/null | tr '\n' ' ')"
 """
 
 
@@ -68,6 +74,11 @@ class KernelProbe:
     mptcp_knobs: dict[str, str] = field(default_factory=dict)
     clsact: bool = False
     ifb: bool = False
+    #: a clsact egress filter that drops everything (cls_bpf): what blackhole events use
+    blackhole: bool = False
+    #: net.mptcp.blackhole_timeout's default in a new namespace; None: the kernel has no such sysctl
+    blackhole_timeout: int | None = None
+    mptcp_limits: str = ""  # 'ip mptcp limits show' in a new namespace: the kernel's defaults
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -109,6 +120,9 @@ def parse_probe(output: str) -> KernelProbe:
         mptcp_knobs={knob: values[knob].strip() for knob in MPTCP_KNOBS if knob in values},
         clsact=flag("clsact"),
         ifb=flag("ifb"),
+        blackhole=flag("blackhole"),
+        blackhole_timeout=int(values["blackhole_timeout"]) if values.get("blackhole_timeout", "").isdigit() else None,
+        mptcp_limits=values.get("mptcp_limits", "").strip(),
     )
 
 
@@ -152,6 +166,26 @@ def _run_throwaway(image: str, command: list[str], lab: str, **host: object) -> 
     finally:
         docker_api.remove_container(cid)
     return int(status.get("StatusCode", -1)), output
+
+
+def require_for_events(probe: KernelProbe, needs: list, source: str | None) -> None:
+    """Raise (one line per problem, the first one) when an event asks for what the kernel lacks.
+
+    ``needs`` are :class:`mptcpdock.plan.events.KernelNeed`: feature, field, line, what."""
+    for need in needs:
+        if need.feature == "netem" and not probe.netem:
+            message = (f"{need.what}: the Docker host's kernel ({probe.kernel}) has no netem qdisc (sch_netem), "
+                       f"so {need.field.rsplit('.', 1)[-1]} cannot change")
+            fix = ("load sch_netem on the Docker host, or use one that has it (scripts/vm-host.sh starts a VM "
+                   "whose kernel does); or remove the event")
+        elif need.feature == "blackhole" and not probe.blackhole:
+            message = (f"{need.what}: the Docker host's kernel ({probe.kernel}) cannot drop packets on an egress "
+                       "(no clsact qdisc or no cls_bpf classifier)")
+            fix = "use a kernel with CONFIG_NET_SCH_INGRESS and CONFIG_NET_CLS_BPF, or use 'state: down'"
+        else:
+            continue
+        raise KernelFeatureError(TopologyError(message, field=need.field, fix=fix, source=source,
+                                               line=need.line).render())
 
 
 def require(probe: KernelProbe, *, netem_links: list[str], rate_links: bool, allow_no_impairments: bool) -> bool:

@@ -54,6 +54,9 @@ class LabState:
     networks: dict[str, str]  # link -> network name
     timings: dict[str, float] = field(default_factory=dict)
     engine: EngineIdentity | None = None  # None: recorded before engines were
+    #: node -> the sysctls its container was created with (the plan's, plus the kernel-dependent
+    #: ones such as net.mptcp.blackhole_timeout=0 where the kernel has it)
+    sysctls: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def topology(self) -> Topology:
         topology = validate(load_topology_text(self.topology_yaml, source=f"state of lab {self.lab}"))

@@ -12,7 +12,10 @@ from typing import Any, Callable
 import yaml
 
 from ..errors import TopologyError
-from .model import Endpoint, Flow, Link, LinkEnd, Mptcp, Node, Route, Shaping, Topology
+from .model import (
+    EVENT_ACTIONS, Endpoint, EndpointChange, Event, Flow, Link, LinkEnd, Mptcp, Node, Route, Shaping, Topology,
+)
+from .traces import TraceError, load_trace
 from .units import (
     UnitError,
     format_percent,
@@ -26,14 +29,17 @@ from .units import (
 
 TOP_KEYS = {
     "name", "routing", "source_routing", "address_pool", "link_prefix",
-    "allow_no_impairments", "nodes", "links", "flows", "description",
+    "allow_no_impairments", "nodes", "links", "flows", "events", "description",
 }
 NODE_KEYS = {"kind", "image", "sysctls", "mptcp", "routes", "routing", "source_routing", "privileged"}
 MPTCP_KEYS = {"enabled", "limits", "endpoints", "monitor"}
 LIMIT_KEYS = {"subflows", "add_addr_accepted"}
 ENDPOINT_KEYS = {"interface", "flags", "address"}
 ROUTE_KEYS = {"to", "via", "dev", "link", "metric"}
-SHAPING_KEYS = {"rate", "delay", "jitter", "loss", "queue"}
+SET_KEYS = {"rate", "delay", "jitter", "loss", "queue"}
+SHAPING_KEYS = SET_KEYS | {"trace"}
+EVENT_KEYS = {"t", "every", "until", "link", "node", "from", "label", *EVENT_ACTIONS}
+ENDPOINT_CHANGE_KEYS = {"interface", "flags", "remove"}
 LINK_KEYS = {"name", "endpoints", "subnet", "egress", "cost"} | SHAPING_KEYS
 LINK_END_KEYS = {"node", "interface", "address"}
 FLOW_KEYS = {
@@ -47,6 +53,7 @@ class _Reader:
 
     def __init__(self, source: str | None) -> None:
         self.source = source
+        self.base = Path(source).resolve().parent if source else Path.cwd()
         self.locations: dict[str, int] = {}
 
     def error(self, path: str, message: str, fix: str | None = None) -> TopologyError:
@@ -172,6 +179,8 @@ def _topology(reader: _Reader, data: dict[str, Any], name: str | None) -> Topolo
         topology.links.append(_link(reader, spec, f"links[{index}]"))
     for index, spec in enumerate(reader.sequence(data.get("flows"), "flows")):
         topology.flows.append(_flow(reader, spec, f"flows[{index}]"))
+    for index, spec in enumerate(reader.sequence(data.get("events"), "events")):
+        topology.events.append(_event(reader, spec, f"events[{index}]"))
     return topology
 
 
@@ -259,7 +268,87 @@ def _shaping(reader: _Reader, spec: dict[str, Any], path: str) -> Shaping:
         shaping.loss = reader.unit(parse_percent, spec["loss"], f"{path}.loss")
     if spec.get("queue") is not None:
         shaping.queue = reader.integer(spec["queue"], f"{path}.queue")
+    if spec.get("trace") is not None:
+        shaping.trace = _trace(reader, spec["trace"], f"{path}.trace")
     return shaping
+
+
+def _trace(reader: _Reader, value: Any, path: str):
+    written = reader.string(value, path)
+    file = Path(written) if Path(written).is_absolute() else reader.base / written
+    try:
+        return load_trace(file)
+    except OSError as exc:
+        raise reader.error(path, f"cannot read trace {written!r}: {exc.strerror or exc}",
+                           "give the path of a Mahimahi or time,rate CSV file, relative to the topology file") from None
+    except TraceError as exc:
+        raise reader.error(path, f"trace {written!r}: {exc}", exc.fix) from None
+
+
+def _times(reader: _Reader, value: Any, path: str) -> tuple[float, ...]:
+    items = value if isinstance(value, list) else [value]
+    for i, item in enumerate(items):
+        if isinstance(item, (int, float)) and not isinstance(item, bool) and item < 0:
+            raise reader.error(f"{path}[{i}]" if isinstance(value, list) else path,
+                               f"t={item:g} s is in the past (before the run's t=0)", "write a time >= 0")
+    return tuple(reader.unit(lambda v: parse_seconds(v, what="event time"), item,
+                             f"{path}[{i}]" if isinstance(value, list) else path) for i, item in enumerate(items))
+
+
+def _event(reader: _Reader, spec: Any, path: str) -> Event:
+    spec = reader.mapping(spec, path, EVENT_KEYS)
+    if "t" not in spec and "every" not in spec:
+        raise reader.error(path, "event has no time", "add 't: 5' (seconds after t=0), a list 't: [5, 10]', "
+                                                       "or 'every: 2s, until: 20s'")
+    event = Event()
+    if "t" in spec:
+        event.t = _times(reader, spec["t"], f"{path}.t")
+    if "every" in spec:
+        event.every = reader.unit(lambda v: parse_seconds(v, what="every"), spec["every"], f"{path}.every")
+    if "until" in spec:
+        event.until = reader.unit(lambda v: parse_seconds(v, what="until"), spec["until"], f"{path}.until")
+    for key in ("link", "node", "label"):
+        if spec.get(key) is not None:
+            setattr(event, key, reader.string(spec[key], f"{path}.{key}"))
+    if spec.get("from") is not None:
+        event.from_node = reader.string(spec["from"], f"{path}.from")
+    if "state" in spec:
+        state = spec["state"]
+        if isinstance(state, bool) or str(state) not in ("down", "up"):
+            raise reader.error(f"{path}.state", f"state {state!r} is not down or up", "write 'state: down' or 'state: up'")
+        event.state = str(state)
+    if "blackhole" in spec:
+        event.blackhole = reader.boolean(spec["blackhole"], f"{path}.blackhole")
+    if "set" in spec:
+        values = reader.mapping(spec["set"], f"{path}.set", SET_KEYS)
+        if not values:
+            raise reader.error(f"{path}.set", "set: names no parameter", "name one of: " + ", ".join(sorted(SET_KEYS)))
+        event.set = _shaping(reader, values, f"{path}.set")
+    if "endpoint" in spec:
+        item_path = f"{path}.endpoint"
+        item = reader.mapping(spec["endpoint"], item_path, ENDPOINT_CHANGE_KEYS)
+        if "interface" not in item:
+            raise reader.error(item_path, "endpoint has no interface", "add 'interface: eth1'")
+        remove = reader.boolean(item["remove"], f"{item_path}.remove") if "remove" in item else False
+        if remove and "flags" in item:
+            raise reader.error(item_path, "remove: true with flags", "give flags (add or change) or remove: true")
+        if not remove and "flags" not in item:
+            raise reader.error(item_path, "endpoint change without flags",
+                               "give 'flags: [subflow, backup]' (the endpoint's new flags) or 'remove: true'")
+        event.endpoint = EndpointChange(
+            interface=reader.string(item["interface"], f"{item_path}.interface"),
+            flags=_flags(reader, item["flags"], f"{item_path}.flags") if "flags" in item else (),
+            remove=remove)
+    if "limits" in spec:
+        limits = reader.mapping(spec["limits"], f"{path}.limits", LIMIT_KEYS)
+        if not limits:
+            raise reader.error(f"{path}.limits", "limits: names no limit", "name subflows and/or add_addr_accepted")
+        event.limits = {key: reader.integer(value, f"{path}.limits.{key}") for key, value in limits.items()}
+    given = [name for name in EVENT_ACTIONS if name in spec]
+    if len(given) != 1:
+        raise reader.error(path, "an event needs exactly one action" + (f", got {', '.join(given)}" if given else ""),
+                           "give one of: state, blackhole, set (with link:), endpoint, limits (with node:)")
+    return event
 
 
 def _link_end(reader: _Reader, spec: Any, path: str) -> LinkEnd:
@@ -344,6 +433,8 @@ def _shaping_dict(shaping: Shaping) -> dict[str, Any]:
         out["loss"] = format_percent(shaping.loss)
     if shaping.queue is not None:
         out["queue"] = shaping.queue
+    if shaping.trace is not None:
+        out["trace"] = shaping.trace.path
     return out
 
 
@@ -414,6 +505,39 @@ def _flow_dict(flow: Flow) -> dict[str, Any]:
     return out
 
 
+def _seconds_value(value: float) -> float | int:
+    return int(value) if float(value).is_integer() else value
+
+
+def _event_dict(event: Event) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if event.t:
+        out["t"] = _seconds_value(event.t[0]) if len(event.t) == 1 else [_seconds_value(t) for t in event.t]
+    if event.every is not None:
+        out["every"] = _seconds_value(event.every)
+    if event.until is not None:
+        out["until"] = _seconds_value(event.until)
+    for key in ("link", "node"):
+        if getattr(event, key) is not None:
+            out[key] = getattr(event, key)
+    if event.from_node is not None:
+        out["from"] = event.from_node
+    if event.state is not None:
+        out["state"] = event.state
+    if event.blackhole is not None:
+        out["blackhole"] = event.blackhole
+    if event.set is not None:
+        out["set"] = _shaping_dict(event.set)
+    if event.endpoint is not None:
+        out["endpoint"] = ({"interface": event.endpoint.interface, "remove": True} if event.endpoint.remove else
+                           {"interface": event.endpoint.interface, "flags": list(event.endpoint.flags)})
+    if event.limits is not None:
+        out["limits"] = dict(event.limits)
+    if event.label is not None:
+        out["label"] = event.label
+    return out
+
+
 def topology_to_dict(topology: Topology) -> dict[str, Any]:
     out: dict[str, Any] = {"name": topology.name}
     defaults = Topology(name=topology.name)
@@ -425,6 +549,8 @@ def topology_to_dict(topology: Topology) -> dict[str, Any]:
     out["links"] = [_link_dict(link) for link in topology.links]
     if topology.flows:
         out["flows"] = [_flow_dict(flow) for flow in topology.flows]
+    if topology.events:
+        out["events"] = [_event_dict(event) for event in topology.events]
     return out
 
 

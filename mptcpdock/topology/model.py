@@ -5,7 +5,7 @@ Both front ends (YAML in :mod:`mptcpdock.topology.loader`, Python in :mod:`mptcp
 apply, run, report) reads only these objects.
 
 Units: rates in bit/s, delays in microseconds, loss in percent, queue limits in packets,
-flow times in seconds.
+flow and event times in seconds.
 """
 
 from __future__ import annotations
@@ -20,6 +20,56 @@ ENDPOINT_FLAGS: tuple[str, ...] = ("signal", "subflow", "backup", "fullmesh")
 PROTOCOLS: tuple[str, ...] = ("mptcp", "tcp")
 
 
+@dataclass(frozen=True)
+class RateTrace:
+    """A bandwidth trace replayed on one link direction during runs (``trace: FILE``).
+
+    ``segments`` is a step function: (start second, bit/s) pairs, the first at 0, each rate
+    holding until the next start; the trace wraps after ``period`` seconds. Mahimahi files
+    (one millisecond timestamp per 1500-byte delivery opportunity) are binned into
+    :data:`TRACE_BIN` windows when read; CSV files (``time,rate``) give the steps directly.
+    """
+
+    path: str  # as resolved (absolute, or relative to the topology file's folder)
+    format: str  # mahimahi | csv
+    segments: tuple[tuple[float, int], ...]
+    period: float  # seconds
+
+    def rate_at(self, t: float) -> int:
+        """The trace's rate at ``t`` seconds (wrapping)."""
+        t = t % self.period if self.period > 0 else t
+        rate = self.segments[0][1]
+        for start, value in self.segments:
+            if start > t:
+                break
+            rate = value
+        return rate
+
+    def mean_rate(self, start: float, end: float) -> float:
+        """The time-weighted mean rate over [start, end) seconds (wrapping)."""
+        if end <= start:
+            return float(self.rate_at(start))
+        total, t = 0.0, start
+        while t < end - 1e-12:
+            phase = t % self.period
+            index = max(i for i, (s, _) in enumerate(self.segments) if s <= phase + 1e-12)
+            next_start = self.segments[index + 1][0] if index + 1 < len(self.segments) else self.period
+            step_end = min(end, t + (next_start - phase))
+            if step_end <= t:  # numerical edge: move on by a microsecond
+                step_end = t + 1e-6
+            total += self.segments[index][1] * (step_end - t)
+            t = step_end
+        return total / (end - start)
+
+    @property
+    def max_rate(self) -> int:
+        return max(rate for _, rate in self.segments)
+
+
+#: Mahimahi traces are binned into windows of this many seconds when read.
+TRACE_BIN = 0.1
+
+
 @dataclass
 class Shaping:
     """Egress shaping of one link end. ``None`` means 'not set'."""
@@ -29,6 +79,7 @@ class Shaping:
     jitter: int | None = None  # microseconds
     loss: float | None = None  # percent
     queue: int | None = None  # packets
+    trace: RateTrace | None = None  # the rate follows this trace during runs
 
     def merged(self, override: "Shaping | None") -> "Shaping":
         """This shaping with every field ``override`` sets replaced."""
@@ -40,6 +91,7 @@ class Shaping:
             jitter=override.jitter if override.jitter is not None else self.jitter,
             loss=override.loss if override.loss is not None else self.loss,
             queue=override.queue if override.queue is not None else self.queue,
+            trace=override.trace if override.trace is not None else self.trace,
         )
 
     @property
@@ -48,7 +100,7 @@ class Shaping:
 
     @property
     def is_empty(self) -> bool:
-        return self.rate is None and not self.needs_netem and self.queue is None
+        return self.rate is None and not self.needs_netem and self.queue is None and self.trace is None
 
 
 @dataclass
@@ -147,12 +199,65 @@ class Flow:
     baseline: bool = False  # mptcp only: afterwards, single-path TCP over each of its paths, for comparison
 
 
+EVENT_ACTIONS: tuple[str, ...] = ("state", "blackhole", "set", "endpoint", "limits")
+
+
+@dataclass
+class EndpointChange:
+    """An event's endpoint action: the endpoint on ``interface`` gets exactly ``flags``
+    (added when the node has none there), or is removed."""
+
+    interface: str
+    flags: tuple[str, ...] = ()
+    remove: bool = False
+
+
+@dataclass
+class Event:
+    """Something that happens to the lab during a run, at ``times()`` seconds after t=0.
+
+    ``t`` is one time or a list; with ``every`` the event repeats from ``t`` (default:
+    ``every``) up to ``until``. Exactly one action: ``state`` (link down/up, both ends),
+    ``blackhole`` (packets dropped, interfaces up), ``set`` (shaping changed in place; only
+    the named parameters), ``endpoint`` or ``limits`` (a node's MPTCP settings).
+    """
+
+    t: tuple[float, ...] = ()
+    every: float | None = None
+    until: float | None = None
+    link: str | None = None
+    node: str | None = None
+    from_node: str | None = None  # `from:` a link event applies to that node's egress only
+    state: str | None = None  # down | up
+    blackhole: bool | None = None
+    set: Shaping | None = None
+    endpoint: EndpointChange | None = None
+    limits: dict[str, int] | None = None  # subflows, add_addr_accepted
+    label: str | None = None
+
+    @property
+    def action(self) -> str | None:
+        given = [name for name in EVENT_ACTIONS if getattr(self, name) is not None]
+        return given[0] if len(given) == 1 else None
+
+    def times(self) -> list[float]:
+        if self.every is None:
+            return list(self.t)
+        start = self.t[0] if self.t else self.every
+        out, k = [], 0
+        while self.until is not None and start + k * self.every <= self.until + 1e-9 and k < 100_000:
+            out.append(round(start + k * self.every, 6))
+            k += 1
+        return out
+
+
 @dataclass
 class Topology:
     name: str
     nodes: dict[str, Node] = field(default_factory=dict)
     links: list[Link] = field(default_factory=list)
     flows: list[Flow] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
     routing: RoutingMode = "static"
     source_routing: bool | None = None  # None: on with routing auto, off with static
     address_pool: str = "10.0.0.0/8"

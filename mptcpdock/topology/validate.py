@@ -13,7 +13,7 @@ import re
 from collections import Counter
 
 from ..errors import TopologyError
-from .model import ENDPOINT_FLAGS, PROTOCOLS, Link, Topology
+from .model import ENDPOINT_FLAGS, PROTOCOLS, Event, Link, Topology
 
 LAB_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,23}$")
 NODE_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,30}$")
@@ -57,6 +57,7 @@ def validate(topology: Topology) -> Topology:
     _check_mptcp(check, resolved)
     _check_routes(check, resolved)
     _resolve_flows(check, resolved)
+    _check_events(check, resolved)
     return resolved
 
 
@@ -222,6 +223,10 @@ def _resolve_addresses(check: _Checker, link: Link, index: int) -> None:
 
 
 def _check_shaping(check: _Checker, topo: Topology) -> None:
+    for link in topo.links:  # a traced direction without a rate runs at its trace's peak outside runs
+        for shaping in (link.shaping, *link.egress.values()):
+            if shaping.trace is not None and shaping.rate is None:
+                shaping.rate = shaping.trace.max_rate
     for index, link in enumerate(topo.links):
         for node in (link.a.node, link.b.node):
             shaping = link.shaping_from(node)
@@ -385,6 +390,124 @@ def _resolve_flows(check: _Checker, topo: Topology) -> None:
     if duplicate:
         index = [flow.name for flow in topo.flows].index(duplicate[0], 1)
         raise check.fail(f"flows[{index}].name", f"duplicate flow name {duplicate[0]!r}", "give each flow its own name")
+
+
+def run_end(topo: Topology) -> float | None:
+    """Seconds after t=0 when the last flow ends (None without flows)."""
+    return max((flow.start + flow.duration for flow in topo.flows), default=None)
+
+
+def _check_events(check: _Checker, topo: Topology) -> None:
+    end = run_end(topo)
+    links = {link.name: link for link in topo.links}
+    for index, event in enumerate(topo.events):
+        path = f"events[{index}]"
+        if event.action is None:
+            raise check.fail(path, "an event needs exactly one action",
+                             "give one of: state, blackhole, set (with link:), endpoint, limits (with node:)")
+        _check_event_times(check, event, path, end)
+        if event.action in ("state", "blackhole", "set"):
+            if event.link is None:
+                raise check.fail(path, f"a {event.action} event needs a link", "add 'link: NAME'; links: "
+                                 + ", ".join(links))
+            if event.node is not None:
+                raise check.fail(f"{path}.node", f"a {event.action} event acts on a link, not a node",
+                                 "remove 'node:' (use 'from: NODE' to change one direction only)")
+            if event.link not in links:
+                raise check.fail(f"{path}.link", f"unknown link {event.link!r}",
+                                 "use one of: " + ", ".join(str(name) for name in links))
+            link = links[event.link]
+            if event.from_node is not None:
+                if event.action == "state":
+                    raise check.fail(f"{path}.from", "a link goes down or up at both ends",
+                                     "remove 'from:', or use 'blackhole:' with 'from:' to drop one direction")
+                if event.from_node not in (link.a.node, link.b.node):
+                    raise check.fail(f"{path}.from", f"node {event.from_node!r} is not an end of link {event.link!r}",
+                                     f"use {link.a.node!r} or {link.b.node!r}")
+            if event.set is not None:
+                _check_event_set(check, event, link, path)
+        else:
+            if event.node is None:
+                raise check.fail(path, f"an {event.action} event needs a node", "add 'node: NAME'")
+            if event.link is not None or event.from_node is not None:
+                raise check.fail(path, f"an {event.action} event acts on a node", "remove 'link:'/'from:'")
+            if event.node not in topo.nodes:
+                raise check.fail(f"{path}.node", f"unknown node {event.node!r}", "use one of: " + ", ".join(topo.nodes))
+            if not topo.nodes[event.node].mptcp.enabled:
+                raise check.fail(f"{path}.node", f"node {event.node!r} has MPTCP disabled",
+                                 "enable MPTCP on that node or remove the event")
+            if event.endpoint is not None:
+                interfaces = _interfaces(topo, event.node)
+                if event.endpoint.interface not in interfaces:
+                    raise check.fail(f"{path}.endpoint.interface",
+                                     f"node {event.node!r} has no interface {event.endpoint.interface!r}",
+                                     "use one of: " + ", ".join(interfaces))
+                for flag in event.endpoint.flags:
+                    if flag not in ENDPOINT_FLAGS:
+                        raise check.fail(f"{path}.endpoint.flags", f"unknown endpoint flag {flag!r}",
+                                         "use signal, subflow, backup and/or fullmesh")
+                if "signal" in event.endpoint.flags and "fullmesh" in event.endpoint.flags:
+                    raise check.fail(f"{path}.endpoint.flags", "the kernel rejects signal together with fullmesh",
+                                     "use [signal] or [subflow, fullmesh]")
+            if event.limits is not None:
+                for key, value in event.limits.items():
+                    if key not in ("subflows", "add_addr_accepted"):
+                        raise check.fail(f"{path}.limits.{key}", f"unknown limit {key!r}",
+                                         "use subflows and/or add_addr_accepted")
+                    if not 0 <= value <= MAX_LIMIT:
+                        raise check.fail(f"{path}.limits.{key}", f"{key} {value} is outside the kernel's range "
+                                         f"0..{MAX_LIMIT}", f"write a number from 0 to {MAX_LIMIT}")
+
+
+def _check_event_times(check: _Checker, event: Event, path: str, end: float | None) -> None:
+    for i, t in enumerate(event.t):
+        if t < 0:
+            field = f"{path}.t[{i}]" if len(event.t) > 1 else f"{path}.t"
+            raise check.fail(field, f"t={t:g} s is in the past (before the run's t=0)", "write a time >= 0")
+    if event.every is not None:
+        if event.every <= 0:
+            raise check.fail(f"{path}.every", "every must be positive", "write e.g. 'every: 2s'")
+        if event.until is None:
+            raise check.fail(f"{path}.every", "every without until", "add 'until: 20s' (the last time it may happen)")
+        if len(event.t) > 1:
+            raise check.fail(f"{path}.t", "a repeating event takes one start time", "write 't: 2' with every/until")
+        start = event.t[0] if event.t else event.every
+        if event.until < start:
+            raise check.fail(f"{path}.until", f"until {event.until:g} s is before the first time {start:g} s",
+                             "make until later than t")
+    elif event.until is not None:
+        raise check.fail(f"{path}.until", "until without every", "add 'every: 2s', or list the times in t")
+    times = event.times()
+    if not times:
+        raise check.fail(path, "the event never happens", "give t (seconds after t=0)")
+    if end is not None:
+        late = [t for t in times if t > end + 1e-9]
+        if late:
+            field = f"{path}.until" if event.every is not None else f"{path}.t"
+            raise check.fail(field, f"t={late[0]:g} s is after the run ends (t={end:g} s, the end of the last flow)",
+                             f"pick times from 0 to {end:g} s, or make the flows longer")
+
+
+def _check_event_set(check: _Checker, event: Event, link: Link, path: str) -> None:
+    values = event.set
+    assert values is not None
+    if values.trace is not None:
+        raise check.fail(f"{path}.set.trace", "a trace is a link's, not an event's", "write 'trace:' on the link")
+    if values.queue is not None and not 1 <= values.queue <= 100_000:
+        raise check.fail(f"{path}.set.queue", f"queue limit {values.queue} is out of range",
+                         "write a number of packets between 1 and 100000")
+    if values.rate is not None and values.rate > 100 * 10**9:
+        raise check.fail(f"{path}.set.rate", "rate above 100gbit", "write a rate a veth can carry")
+    senders = [event.from_node] if event.from_node else [link.a.node, link.b.node]
+    for node in senders:
+        shaping = link.shaping_from(node)
+        if values.rate is not None and shaping.rate is None:
+            raise check.fail(f"{path}.set.rate", f"link {link.name!r} has no rate from {node!r}, so there is no htb "
+                             "class to change", "give the link a starting 'rate:' (the class the event changes "
+                             "must exist from the start)")
+        if values.rate is not None and shaping.trace is not None:
+            raise check.fail(f"{path}.set.rate", f"link {link.name!r} replays a trace from {node!r}; its next "
+                             "step would undo this rate", "remove the rate from this event, or the trace")
 
 
 def node_addresses(topo: Topology, node: str) -> dict[str, str]:
