@@ -50,7 +50,8 @@ from .runtime.apply import UpResult
 from .runtime.docker_api import ExecResult, run_exec
 from .runtime.state import LabState
 from .topology.loader import load_topology, topology_to_yaml
-from .topology.model import Endpoint, Flow, Link, LinkEnd, Mptcp, Node, Route, Shaping, Topology
+from .topology.model import Endpoint, EndpointChange, Event, Flow, Link, LinkEnd, Mptcp, Node, Route, Shaping, Topology
+from .topology.traces import TraceError, load_trace
 from .topology.units import UnitError, parse_percent, parse_rate, parse_seconds, parse_time_us
 from .topology.validate import validate
 
@@ -117,12 +118,31 @@ def _unit(parse: Callable[[Any], Any], value: Any, field: str, source: str | Non
         raise TopologyError(str(exc), field=field, fix=exc.fix, source=source, line=line) from None
 
 
+def _trace(path: str | Path | None, field: str, source: str | None, line: int | None):
+    if path is None:
+        return None
+    file = Path(path)
+    if not file.is_absolute():
+        file = (Path(source).resolve().parent if source else Path.cwd()) / file
+    try:
+        return load_trace(file)
+    except OSError as exc:
+        raise TopologyError(f"cannot read trace {str(path)!r}: {exc.strerror or exc}", field=field, source=source,
+                            line=line, fix="give the path of a Mahimahi or time,rate CSV file (relative to the "
+                                            "script)") from None
+    except TraceError as exc:
+        raise TopologyError(f"trace {str(path)!r}: {exc}", field=field, fix=exc.fix, source=source,
+                            line=line) from None
+
+
 def shaping(*, rate: str | int | None = None, delay: str | int | float | None = None,
             jitter: str | int | float | None = None, loss: str | float | None = None,
-            queue: int | None = None, field: str = "shaping",
+            queue: int | None = None, trace: str | Path | None = None, field: str = "shaping",
             source: str | None = None, line: int | None = None) -> Shaping:
-    """A :class:`Shaping` from the units people write ('10mbit', '10ms', '1%')."""
+    """A :class:`Shaping` from the units people write ('10mbit', '10ms', '1%'); ``trace``: a
+    bandwidth trace file (Mahimahi, or time,rate CSV) the rate follows during runs."""
     return Shaping(
+        trace=_trace(trace, f"{field}.trace", source, line),
         rate=None if rate is None else _unit(parse_rate, rate, f"{field}.rate", source, line),
         delay=None if delay is None else _unit(parse_time_us, delay, f"{field}.delay", source, line),
         jitter=None if jitter is None else _unit(lambda v: parse_time_us(v, what="jitter"), jitter,
@@ -413,7 +433,8 @@ class Lab:
              jitter: str | int | float | None = None, loss: str | float | None = None,
              queue: int | None = None, interfaces: tuple[str | None, str | None] | None = None,
              addresses: tuple[str | None, str | None] | None = None, name: str | None = None,
-             cost: int = 1, egress: Mapping["NodeRef | str", Mapping[str, Any]] | None = None) -> LinkRef:
+             cost: int = 1, egress: Mapping["NodeRef | str", Mapping[str, Any]] | None = None,
+             trace: str | Path | None = None) -> LinkRef:
         """Join two nodes. ``a``/``b`` are nodes or 'node:interface'. Shaping applies to both
         directions; ``egress={node: {...}}`` overrides what one node sends."""
         index = len(self.topology.links)
@@ -427,8 +448,8 @@ class Lab:
             a=LinkEnd(node=a_node, interface=a_if, address=a_addr),
             b=LinkEnd(node=b_node, interface=b_if, address=b_addr),
             name=name, subnet=subnet, cost=cost,
-            shaping=shaping(rate=rate, delay=delay, jitter=jitter, loss=loss, queue=queue, field=field,
-                            source=source, line=line),
+            shaping=shaping(rate=rate, delay=delay, jitter=jitter, loss=loss, queue=queue, trace=trace,
+                            field=field, source=source, line=line),
         )
         self.topology.links.append(link)
         self._locate(field)
@@ -453,6 +474,45 @@ class Lab:
         self.topology.flows.append(flow)
         self._locate(field)
         return flow
+
+    def event(self, t: float | str | Sequence[float | str] | None = None, *, every: float | str | None = None,
+              until: float | str | None = None, link: "LinkRef | str | None" = None,
+              node: "NodeRef | str | None" = None, from_node: "NodeRef | str | None" = None,
+              state: str | None = None, blackhole: bool | None = None, set: Mapping[str, Any] | None = None,
+              endpoint: Mapping[str, Any] | None = None, limits: Mapping[str, int] | None = None,
+              label: str | None = None) -> Event:
+        """Something that happens during runs, ``t`` seconds after t=0 (or a list of times, or
+        ``every`` seconds from ``t`` until ``until``), as ``events:`` in YAML (see docs/topology.md):
+        ``lab.event(6, link=primary, state="down")``, ``lab.event(3, link=wifi, blackhole=True)``,
+        ``lab.event(4, link=lte, from_node=h1, set={"rate": "2mbit"})``,
+        ``lab.event(8, node=h1, endpoint={"interface": "eth1", "flags": ["subflow", "backup"]})``,
+        ``lab.event(9, node=h1, limits={"subflows": 4})``."""
+        index = len(self.topology.events)
+        field = f"events[{index}]"
+        source, line = self.topology.source, caller_location()[1]
+        seconds = lambda value, what: _unit(lambda v: parse_seconds(v, what=what), value,  # noqa: E731
+                                            f"{field}.{what}", source, line)
+        times = () if t is None else tuple(seconds(v, "t") for v in (t if isinstance(t, (list, tuple)) else [t]))
+        change = None
+        if endpoint is not None:
+            flags = endpoint.get("flags", ())
+            change = EndpointChange(interface=endpoint["interface"].pin_name() if isinstance(endpoint.get("interface"),
+                                                                                            InterfaceRef)
+                                    else str(endpoint.get("interface")),
+                                    flags=tuple([flags] if isinstance(flags, str) else flags),
+                                    remove=bool(endpoint.get("remove", False)))
+        event = Event(
+            t=times, every=None if every is None else seconds(every, "every"),
+            until=None if until is None else seconds(until, "until"),
+            link=self._pin_link_name(link) if isinstance(link, LinkRef) else link,
+            node=_node_name(node)[0] if node is not None else None,
+            from_node=_node_name(from_node)[0] if from_node is not None else None,
+            state=state, blackhole=blackhole,
+            set=None if set is None else shaping(field=f"{field}.set", source=source, line=line, **set),
+            endpoint=change, limits=None if limits is None else dict(limits), label=label)
+        self.topology.events.append(event)
+        self._locate(field)
+        return event
 
     # helpers for handles ----------------------------------------------------------------------
     def _locate(self, field: str) -> None:
