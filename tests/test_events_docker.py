@@ -47,8 +47,21 @@ def goodput_between(item: dict, start: float, end: float) -> list[float]:
     return [rate for t, rate in item["intervals"] if start < t <= end]
 
 
+class Ran:
+    """A run, its summary.json as written (plain JSON values) and what the test saw in the nodes."""
+
+    def __init__(self, result: RunResult, **seen: str) -> None:
+        self.result, self.results_dir = result, result.results_dir
+        self.summary = json.loads((result.results_dir / "summary.json").read_text())
+        self.seen = seen
+
+
+def run(model, tmp_path: Path) -> Ran:
+    return Ran(run_experiment(topology=model, results_root=tmp_path))
+
+
 @pytest.fixture(scope="module")
-def failover(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunResult]:
+def failover(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ran]:
     """mptcp-failover.yaml as shipped: primary down at t=6, up at t=12, 18 s flows."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MPTCPDOCK_STATE_DIR", str(tmp_path_factory.getbasetemp() / "state"))
@@ -56,13 +69,11 @@ def failover(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunResult]:
         model.name = "t9-failover"
         with running_lab(model, "t9-failover") as up:
             result = run_experiment(topology=model, results_root=tmp_path_factory.mktemp("results"))
-            result.summary["_containers"] = {n: s.container for n, s in up.state.nodes.items()}
             after = docker_api.run_exec(up.state.container("h1"), ["ip", "-o", "link", "show", "primary0"])
-            result.summary["_primary_after_run"] = after.stdout
-            yield result
+            yield Ran(result, primary_after_run=after.stdout)
 
 
-def test_failover_mptcp_keeps_going_on_the_backup_while_the_tcp_twin_stalls(failover: RunResult):
+def test_failover_mptcp_keeps_going_on_the_backup_while_the_tcp_twin_stalls(failover: Ran):
     summary = failover.summary
     mptcp, twin = flow(summary, "mptcp"), flow(summary, "tcp-twin")
     assert mptcp["status"] == "ok" and twin["status"] == "ok", summary["reasons"]
@@ -80,7 +91,7 @@ def test_failover_mptcp_keeps_going_on_the_backup_while_the_tcp_twin_stalls(fail
     assert path_row(back, "primary0")["share_after"] >= 0.5, back["paths"]  # traffic moves back
 
 
-def test_failover_counters_monitor_and_timeline_record_the_subflow_change(failover: RunResult):
+def test_failover_counters_monitor_and_timeline_record_the_subflow_change(failover: Ran):
     summary, folder = failover.summary, failover.results_dir
     mptcp = flow(summary, "mptcp")
     fails, back = event_of(mptcp, "primary fails"), event_of(mptcp, "primary returns")
@@ -98,10 +109,10 @@ def test_failover_counters_monitor_and_timeline_record_the_subflow_change(failov
     assert closed and min(closed) > 17.0, closed
     events_log = (folder / "events.log").read_text()
     assert events_log.count("ip link set dev primary0 down") == 2  # both ends
-    assert "restore" in events_log and "UP" in summary["_primary_after_run"]  # the lab is back as up left it
+    assert "restore" in events_log and "UP" in failover.seen["primary_after_run"]  # the lab is back as up left it
 
 
-def test_failover_scheduling_blackhole_timeout_and_plots(failover: RunResult):
+def test_failover_scheduling_blackhole_timeout_and_plots(failover: Ran):
     summary, folder = failover.summary, failover.results_dir
     scheduling = summary["events"]["scheduling"]
     assert scheduling["start_lag"]["median_ms"] <= 10.0, scheduling  # the issue's target
@@ -135,7 +146,7 @@ def test_blackhole_is_survived_and_its_recovery_time_reported(tmp_path: Path):
 
         watcher = threading.Thread(target=look)
         watcher.start()
-        result = run_experiment(topology=model, results_root=tmp_path)
+        result = run(model, tmp_path)
         watcher.join()
     summary = result.summary
     mptcp, twin = flow(summary, "mptcp"), flow(summary, "tcp-twin")
@@ -160,7 +171,7 @@ flows:
   - {{name: tcp, src: h1, dst: h2, duration: 16, protocol: tcp}}
 """, source=str(tmp_path / "trace.yaml"))
     with running_lab(model, "t9-trace"):
-        result = run_experiment(topology=model, results_root=tmp_path)
+        result = run(model, tmp_path)
     tracking = flow(result.summary, "tcp")["trace_tracking"]
     assert tracking["steady_seconds"] >= 6, tracking
     assert tracking["median_error"] <= 0.10, tracking
@@ -195,7 +206,7 @@ events:
 
         watcher = threading.Thread(target=watch)
         watcher.start()
-        result = run_experiment(topology=model, results_root=tmp_path)
+        result = run(model, tmp_path)
         watcher.join()
     assert "rate 5Mbit ceil 5Mbit" in seen["class"], seen["class"]
     for when in ("before", "after"):
@@ -216,7 +227,7 @@ def test_an_endpoint_backup_flip_sends_mp_prio_and_the_monitor_shows_it(tmp_path
     model.flows = [item for item in model.flows if item.protocol == "mptcp"]
     model.flows[0].duration = 7
     with running_lab(model, "t9-prio"):
-        result = run_experiment(topology=model, results_root=tmp_path)
+        result = run(model, tmp_path)
     item = flow(result.summary, "mptcp")
     flip = event_of(item, "backup becomes regular")
     assert any("SF_PRIO" in line for line in flip["subflow_events"]), flip["subflow_events"]

@@ -12,6 +12,7 @@ from rich.markup import escape
 from tabulate import tabulate
 
 from ..errors import MptcpdockError
+from ..plan.events import EventPlan, plan_events
 from ..plan.commands import NodePlan, Plan, make_plan
 from ..plan.shaping import without_impairments
 from ..runtime import docker_api, lab as lab_api
@@ -107,6 +108,25 @@ def plan(topology: str, no_impairments: bool) -> None:
             for note in queue_notes(made.nodes[node]):
                 out.print(f"[dim]{node:>8}  # {escape(note)}[/]", soft_wrap=True)
         out.print(f"[dim]{node:>8}[/]  {escape(line)}", soft_wrap=True)
+    for line in schedule_lines(plan_events(made.topology, made)):
+        out.print(escape(line), soft_wrap=True)
+
+
+def schedule_lines(events: EventPlan) -> list[str]:
+    """What each node's agent will do during runs: 't=T node command' (trace steps summed up)."""
+    if events.empty:
+        return []
+    lines = ["", "# during runs (each node's agent; t in seconds after t0):"]
+    for node, schedule in events.schedules.items():
+        lines += [f"{'before':>8}  {node}  {step.line()}" for step in schedule.setup]
+        lines += [f"{step.t:8.3f}  {node}  {step.line()}" for step in schedule.steps if step.kind == "event"]
+    for (node, interface), points in events.traced.items():
+        rates = sorted({rate for _, rate in points})
+        lines.append(f"{'trace':>8}  {node}  tc class change dev {interface} ... every 0.1 s: {len(points)} steps, "
+                     f"{rates[0] / 1e6:g}..{rates[-1] / 1e6:g} Mbit/s")
+    for node, schedule in events.schedules.items():
+        lines += [f"{'after':>8}  {node}  {step.line()}" for step in schedule.restore]
+    return lines
 
 
 def queue_notes(node: NodePlan) -> list[str]:

@@ -27,15 +27,17 @@ one of its ends):
 from __future__ import annotations
 
 import statistics
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..plan.commands import Plan, make_plan
-from ..plan.events import EventPlan, plan_events
+from ..plan.events import TRACE_STEP, EventPlan, plan_events
 from ..plan.routing import compute_routing, trace_packet
 from ..topology.model import Topology
 from .parsers import MonitorEvent, Sample
+from .records import (AppliedCommand, EventOccurrence, EventPathBytes, FlowEvent, FlowSummary, LagStats, Scheduling,
+                      TraceSecond, TraceTracking)
 
 #: The MPTcpExt counters every event reports (without the prefix); others are added when they move.
 COUNTERS = ("MPJoinSynRx", "MPJoinSynAckRx", "MPJoinAckRx", "MPJoinSynTx", "AddAddr", "AddAddrTx", "EchoAdd",
@@ -127,34 +129,9 @@ def _percentile(values: list[float], q: float) -> float | None:
     return ordered[index]
 
 
-def lag_stats(values: list[float]) -> dict[str, Any]:
-    return {"count": len(values), "median_ms": statistics.median(values) if values else None,
-            "p95_ms": _percentile(values, 0.95), "max_ms": max(values) if values else None}
-
-
-@dataclass
-class FlowEvent:
-    """One flow's answer to one event (a typed record of summary.json's flows[].events)."""
-
-    id: str
-    t: float
-    label: str
-    touches: list[str]
-    before_bps: float | None
-    gap_s: float
-    gap_from: float | None
-    min_bps: float | None
-    allowed_bps: float | None
-    allowed_paths: list[str]
-    recovery_s: float | None
-    window: list[float]
-    paths: list[dict[str, Any]]
-    subflow_events: list[str]
-    counters: dict[str, dict[str, int | str]]
-    schema: str = "mptcpdock.flow-event/1"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+def lag_stats(values: list[float]) -> LagStats:
+    return LagStats(count=len(values), median_ms=_round(statistics.median(values)) if values else None,
+                    p95_ms=_round(_percentile(values, 0.95)), max_ms=_round(max(values)) if values else None)
 
 
 @dataclass
@@ -193,7 +170,7 @@ def load_context(results_dir: Path, topology: Topology, t0: float, drop_impairme
                         compute_routing(topology))
 
 
-def occurrences_summary(ctx: EventContext) -> tuple[list[dict[str, Any]], dict[str, Any], list[str]]:
+def occurrences_summary(ctx: EventContext) -> tuple[list[EventOccurrence], Scheduling, list[str]]:
     """(events[], scheduling figures, failure reasons)."""
     by_id: dict[str, list[AppliedStep]] = {}
     for step in ctx.applied:
@@ -211,25 +188,21 @@ def occurrences_summary(ctx: EventContext) -> tuple[list[dict[str, Any]], dict[s
         elif status == "not applied":
             reasons.append(f"event {occ.id} ({occ.label}) at t={occ.t:g} s: {len(steps)} of {len(occ.steps)} "
                            "commands were applied (the run ended first?)")
-        out.append({"id": occ.id, "event": occ.event, "t": occ.t, "label": occ.label, "action": occ.action,
-                    "link": occ.link, "node": occ.node, "nodes": occ.nodes, "status": status, "note": occ.note,
-                    "planned": [f"{s.node}: {s.line()}" for s in occ.steps],
-                    "applied": [{"node": s.node, "command": s.command, "rc": s.rc,
-                                 "start_lag_ms": _round(s.start_lag_ms), "done_lag_ms": _round(s.done_lag_ms),
-                                 **({"error": s.output} if s.rc else {})} for s in steps]})
+        out.append(EventOccurrence(
+            id=occ.id, event=occ.event, t=occ.t, label=occ.label, action=occ.action, link=occ.link, node=occ.node,
+            nodes=occ.nodes, status=status, note=occ.note, planned=[f"{s.node}: {s.line()}" for s in occ.steps],
+            applied=[AppliedCommand(s.node, s.command, s.rc, _round(s.start_lag_ms), _round(s.done_lag_ms),
+                                    s.output if s.rc else None) for s in steps]))
     for step in ctx.applied:
         if step.rc != 0 and not step.id.startswith("e"):
             reasons.append(f"{step.id} step on {step.node} failed: '{step.command}' -> {step.output or step.rc}")
     timed = [s for s in ctx.applied if s.planned is not None and s.id != "snap"]
-    scheduling = {
-        "steps": len(timed),
-        "start_lag": lag_stats([s.start_lag_ms for s in timed if s.start_lag_ms is not None]),
-        "done_lag": lag_stats([s.done_lag_ms for s in timed if s.done_lag_ms is not None]),
-        "events_only": lag_stats([s.start_lag_ms for s in timed if s.id.startswith("e") and s.start_lag_ms is not None]),
-        "trace_only": lag_stats([s.start_lag_ms for s in timed if s.id == "trace" and s.start_lag_ms is not None]),
-        "planned_steps": sum(len(s.steps) for s in ctx.events.schedules.values() if s) -
-        sum(1 for s in ctx.events.schedules.values() for step in s.steps if step.kind == "snap"),
-    }
+    lags = [s.start_lag_ms for s in timed if s.start_lag_ms is not None]
+    scheduling = Scheduling(
+        steps=len(timed), start_lag=lag_stats(lags),
+        done_lag=lag_stats([s.done_lag_ms for s in timed if s.done_lag_ms is not None]),
+        events_only=lag_stats([s.start_lag_ms for s in timed if s.id.startswith("e") and s.start_lag_ms is not None]),
+        trace_only=lag_stats([s.start_lag_ms for s in timed if s.id == "trace" and s.start_lag_ms is not None]))
     return out, scheduling, reasons
 
 
@@ -261,33 +234,33 @@ def _links_of_hops(ctx: EventContext, hops: list[tuple[str, str]]) -> set[str]:
     return out
 
 
-def flow_paths(ctx: EventContext, flow: dict[str, Any]) -> list[dict[str, Any]]:
+def flow_paths(ctx: EventContext, flow: FlowSummary) -> list[dict[str, Any]]:
     """The flow's paths (sender address -> receiver address) with their hops and backup flag."""
     backups: dict[tuple[str, str], bool] = {}
-    for connection in (flow.get("subflows") or {}).get("connections", []):
-        for raw in connection.get("events", []):
+    for connection in flow.subflows.connections:
+        for raw in connection.events:
             parts = raw.split()
             if parts and parts[0] == "SF_ESTABLISHED" and "->" in parts:
                 local = parts[1].rsplit(":", 1)[0]
                 remote = parts[3].rsplit(":", 1)[0]
                 flag = any(p == "backup=1" for p in parts)
-                pair = (local, remote) if connection.get("view") != "server" else (remote, local)
+                pair = (local, remote) if connection.view != "server" else (remote, local)
                 backups[pair] = flag
     out = []
     seen = set()
-    for path in flow.get("paths", []):
-        pair = (path["sender_address"], path["receiver_address"])
+    for path in flow.paths:
+        pair = (path.sender_address, path.receiver_address)
         if pair in seen:
             continue
         seen.add(pair)
-        client_pair = pair if flow["sender"] == flow["src"] else (pair[1], pair[0])
-        hops = _hops(ctx, flow["sender"], *pair)
+        client_pair = pair if flow.sender == flow.src else (pair[1], pair[0])
+        hops = _hops(ctx, flow.sender, *pair)
         if hops is None:
             continue
         out.append({"pair": pair, "there": hops[0], "back": hops[1],
                     "links": _links_of_hops(ctx, hops[0] + hops[1]),
-                    "backup": backups.get(client_pair, False), "receiver_interface": path.get("receiver_interface"),
-                    "sockets": path.get("sockets", [])})
+                    "backup": backups.get(client_pair, False), "receiver_interface": path.receiver_interface,
+                    "sockets": [list(socket) for socket in path.sockets]})
     return out
 
 
@@ -309,13 +282,13 @@ def _path_capacity(ctx: EventContext, path: dict[str, Any], t: float) -> tuple[b
 def _rate_at(ctx: EventContext, hop: tuple[str, str], t: float, fallback: float | None) -> float | None:
     points = ctx.events.traced.get(hop)
     if points:
-        index = min(len(points) - 1, max(0, int(t / 0.1 + 1e-9)))
+        index = min(len(points) - 1, max(0, int(t / TRACE_STEP + 1e-9)))
         return float(points[index][1])
     return fallback
 
 
-def allowed_rate(ctx: EventContext, flow: dict[str, Any], paths: list[dict[str, Any]], t: float,
-                 competitors: list[tuple[dict[str, Any], list[dict[str, Any]]]]) -> tuple[float | None, list[str]]:
+def allowed_rate(ctx: EventContext, flow: FlowSummary, paths: list[dict[str, Any]], t: float,
+                 competitors: list[tuple[FlowSummary, list[dict[str, Any]]]]) -> tuple[float | None, list[str]]:
     """What the flow's paths allow at ``t`` (see the module's documentation), and which paths."""
     alive = []
     for path in paths:
@@ -325,22 +298,22 @@ def allowed_rate(ctx: EventContext, flow: dict[str, Any], paths: list[dict[str, 
     if not alive:
         return 0.0, []
     regular = [item for item in alive if not item[0]["backup"]]
-    used = regular if (regular or flow["protocol"] != "mptcp") else alive
+    used = regular if (regular or flow.protocol != "mptcp") else alive
     total, names = 0.0, []
     for path, rate, hop in used:
         if rate is None:
             return None, [f"{path['pair'][0]}->{path['pair'][1]}"]
         sharing = 1
         for other, other_paths in competitors:
-            if other["name"] == flow["name"] or not (other.get("start", 0) <= t < other.get("start", 0)
-                                                      + other.get("duration", 0)):
+            begin = other.start or 0.0
+            if other.name == flow.name or not begin <= t < begin + (other.duration or 0.0):
                 continue
             if any(hop in p["there"] and _path_capacity(ctx, p, t)[0] for p in other_paths):
                 sharing += 1
         total += rate / sharing
         names.append(f"{path['pair'][0]}->{path['pair'][1]}" + (" (backup)" if path["backup"] else "")
                      + (f" shared by {sharing} flows" if sharing > 1 else ""))
-    return total * EFFICIENCY.get(flow["protocol"], 1.0), names
+    return total * EFFICIENCY.get(flow.protocol, 1.0), names
 
 
 def _mean(points: list[tuple[float, float]], start: float, end: float) -> float | None:
@@ -371,22 +344,22 @@ def _interface_rx(samples: list[Sample], interface: str, at: float) -> int | Non
     return value
 
 
-def flow_events(ctx: EventContext, flow: dict[str, Any], flows: list[dict[str, Any]],
+def flow_events(ctx: EventContext, flow: FlowSummary, flows: list[FlowSummary],
                 samples: dict[str, list[Sample]], monitors: dict[str, list[MonitorEvent] | None]) -> list[FlowEvent]:
-    if flow.get("status") == "not started" or not flow.get("intervals"):
+    if flow.status == "not started" or not flow.intervals:
         return []
     paths = flow_paths(ctx, flow)
-    competitors = [(other, flow_paths(ctx, other)) for other in flows
-                   if other["name"] != flow["name"] and other.get("intervals")]
+    competitors = [(other, flow_paths(ctx, other)) for other in flows if other.name != flow.name and other.intervals]
     links = set().union(*(p["links"] for p in paths)) if paths else set()
-    start, end = float(flow.get("start") or 0), float(flow.get("start") or 0) + float(flow.get("duration") or 0)
-    points = [(float(t), float(rate)) for t, rate in flow["intervals"]]
+    start = float(flow.start or 0)
+    end = start + float(flow.duration or 0)
+    points = [(float(t), float(rate)) for t, rate in flow.intervals]
     occurrences = [occ for occ in ctx.events.occurrences if start <= occ.t < end]
     times = sorted({occ.t for occ in occurrences})
-    tokens = {c["token"] for c in (flow.get("subflows") or {}).get("connections", [])}
+    tokens = {c.token for c in flow.subflows.connections}
     out = []
     for occ in occurrences:
-        touches = sorted(({occ.link} & links) if occ.link else ({occ.node} & {flow["src"], flow["dst"]}))
+        touches = sorted(({occ.link} & links) if occ.link else ({occ.node} & {flow.src, flow.dst}))
         if not touches:
             continue
         later = [t for t in times if t > occ.t]
@@ -414,8 +387,8 @@ def flow_events(ctx: EventContext, flow: dict[str, Any], flows: list[dict[str, A
                     recovery = max(0.0, when - 0.1 - occ.t)
                     break
         path_rows = []
-        sender_samples = samples.get(flow["sender"], [])
-        receiver_samples = samples.get(flow["receiver"], [])
+        sender_samples = samples.get(flow.sender, [])
+        receiver_samples = samples.get(flow.receiver, [])
         edges = [ctx.t0 + window_start, ctx.t0 + occ.t, ctx.t0 + window_end]
         for path in paths:
             acked = [sum(_socket_bytes(sender_samples, socket, at) for socket in path["sockets"]) for at in edges]
@@ -435,13 +408,13 @@ def flow_events(ctx: EventContext, flow: dict[str, Any], flows: list[dict[str, A
                     row[key.replace("bytes", "share").replace("interface_rx", "interface_share")] = \
                         round(row[key] / total, 4) if total else None
         seen = []
-        for node in (flow["src"], flow["dst"]):
+        for node in (flow.src, flow.dst):
             for event in monitors.get(node) or []:
                 if event.token in tokens and ctx.t0 + occ.t - 1 <= event.time < ctx.t0 + window_end:
                     seen.append(f"t={event.time - ctx.t0:+.2f} s {node}: {event.describe()}")
         counters = {}
         label = f"{occ.t:.3f}"
-        counter_nodes = (flow["src"], flow["dst"]) if flow["protocol"] == "mptcp" else ()
+        counter_nodes = (flow.src, flow.dst) if flow.protocol == "mptcp" else ()
         next_label = f"{later[0]:.3f}" if later else None
         for node in counter_nodes:
             before_counts = ctx.snapshots.get(node, {}).get(label)
@@ -453,23 +426,23 @@ def flow_events(ctx: EventContext, flow: dict[str, Any], flows: list[dict[str, A
             id=occ.id, t=occ.t, label=occ.label, touches=touches, before_bps=_round(before, 0),
             gap_s=round(gap, 3), gap_from=_round(gap_from), min_bps=min((r for _, r in after), default=None),
             allowed_bps=_round(allowed, 0), allowed_paths=allowed_paths, recovery_s=_round(recovery),
-            window=[round(window_start, 3), round(window_end, 3)], paths=path_rows, subflow_events=seen[:40],
-            counters=counters))
+            window=(round(window_start, 3), round(window_end, 3)), paths=[EventPathBytes(**row) for row in path_rows],
+            subflow_events=seen[:40], counters=counters))
     return out
 
 
-def trace_tracking(ctx: EventContext, flow: dict[str, Any], flows: list[dict[str, Any]]) -> dict[str, Any] | None:
+def trace_tracking(ctx: EventContext, flow: FlowSummary, flows: list[FlowSummary]) -> TraceTracking | None:
     """Per second: the flow's goodput against what its (traced) paths allowed; the error where
     the trace held steady (its 100 ms steps over the second and the 0.5 s before within STEADY_RATIO
     of each other: no level change, only the trace's own small wobble)."""
     paths = flow_paths(ctx, flow)
     traced_hops = [hop for p in paths for hop in p["there"] if hop in ctx.events.traced]
-    if not traced_hops or not flow.get("intervals"):
+    if not traced_hops or not flow.intervals:
         return None
-    competitors = [(other, flow_paths(ctx, other)) for other in flows if other["name"] != flow["name"]]
-    points = [(float(t), float(rate)) for t, rate in flow["intervals"]]
-    start = float(flow.get("start") or 0)
-    end = start + float(flow.get("duration") or 0)
+    competitors = [(other, flow_paths(ctx, other)) for other in flows if other.name != flow.name]
+    points = [(float(t), float(rate)) for t, rate in flow.intervals]
+    start = float(flow.start or 0)
+    end = start + float(flow.duration or 0)
     rows, errors = [], []
     second = start + 1.0  # the first second is slow start
     while second + 1.0 <= end + 1e-9:
@@ -483,14 +456,13 @@ def trace_tracking(ctx: EventContext, flow: dict[str, Any], flows: list[dict[str
         error = abs(measured - expected) / expected if measured is not None and expected else None
         if steady and error is not None:
             errors.append(error)
-        rows.append({"t": round(second, 3), "goodput_bps": _round(measured, 0), "expected_bps": _round(expected, 0),
-                     "error": _round(error, 4), "steady": steady})
+        rows.append(TraceSecond(round(second, 3), _round(measured, 0), _round(expected, 0), _round(error, 4), steady))
         second += 1.0
-    return {"seconds": rows, "steady_seconds": len(errors),
-            "median_error": _round(statistics.median(errors), 4) if errors else None,
-            "max_error": _round(max(errors), 4) if errors else None,
-            "within_10_percent": sum(1 for e in errors if e <= 0.10),
-            "traced_egresses": sorted({f"{n}:{i}" for n, i in traced_hops})}
+    return TraceTracking(seconds=rows, steady_seconds=len(errors),
+                         median_error=_round(statistics.median(errors), 4) if errors else None,
+                         max_error=_round(max(errors), 4) if errors else None,
+                         within_10_percent=sum(1 for e in errors if e <= 0.10),
+                         traced_egresses=sorted({f"{n}:{i}" for n, i in traced_hops}))
 
 
 def run_counters(ctx: EventContext) -> dict[str, dict[str, int | str]]:
@@ -515,7 +487,7 @@ def render_events_log(ctx: EventContext) -> str:
 
 
 def render_timeline(ctx: EventContext, monitors: dict[str, list[MonitorEvent] | None],
-                    flows: list[dict[str, Any]]) -> str:
+                    flows: list[FlowSummary]) -> str:
     """timeline.txt: the events as applied, every monitor's events and the flows' starts and
     ends, on one clock (seconds after t0). Trace steps and snapshots are left to events.log."""
     items: list[tuple[float, str]] = []
@@ -529,14 +501,14 @@ def render_timeline(ctx: EventContext, monitors: dict[str, list[MonitorEvent] | 
         for event in events or []:
             items.append((event.time, f"{node:<8} monitor  {event.describe()}"))
     for flow in flows:
-        if flow.get("started_at"):
-            items.append((flow["started_at"], f"{flow['src']:<8} flow     {flow['name']} ({flow['protocol']}) starts"))
-        if flow.get("ended_at"):
-            items.append((flow["ended_at"], f"{flow['src']:<8} flow     {flow['name']} ends ({flow['status']})"))
+        if flow.started_at:
+            items.append((flow.started_at, f"{flow.src:<8} flow     {flow.name} ({flow.protocol}) starts"))
+        if flow.ended_at:
+            items.append((flow.ended_at, f"{flow.src:<8} flow     {flow.name} ends ({flow.status})"))
     items.sort(key=lambda item: item[0])
     return "# t (s after t0)  node  source  what\n" + "".join(f"{when - ctx.t0:+10.3f}  {text}\n" for when, text in items)
 
 
 __all__ = ["load_context", "occurrences_summary", "flow_events", "trace_tracking", "run_counters",
-           "render_events_log", "render_timeline", "parse_events_log", "parse_nstat", "counter_deltas", "FlowEvent",
+           "render_events_log", "render_timeline", "parse_events_log", "parse_nstat", "counter_deltas",
            "AppliedStep", "EventContext", "lag_stats"]

@@ -6,6 +6,10 @@
     samples/<node>.txt                        raw sampler output (ss -tinMOH + /proc/net/dev)
     samples/<node>-sockets.csv  samples/<node>-interfaces.csv
     nodes/<node>/info-start.txt  info-end.txt settings, qdisc counters, nstat (MIB) at start/end
+    nodes/<node>/events.log  nstat-<t>.txt    what the node's event agent applied; nstat before each event
+    events.log  timeline.txt                  every node's applied steps merged; events + monitors + flows
+    events/schedules/<node>.txt  <node>-restore.txt   the schedule each agent was given, the restore lines
+    traces/*                                  the traces the run replayed (topology.yaml names them here)
     plots/*.png
 
 :func:`arrange_files` moves what was copied out of each node into that layout.
@@ -36,8 +40,11 @@ def arrange_files(results_dir: Path) -> None:
                 _move(path, results_dir / "monitors" / f"{node}.log")
             elif name == "samples.txt":
                 _move(path, results_dir / "samples" / f"{node}.txt")
-            elif name.endswith(".pid"):
+            elif name.endswith(".pid") or name == "events.done" or (name == "events.err" and not path.stat().st_size):
                 path.unlink()
+            elif name in ("schedule.txt", "restore.txt"):  # what the node's event agent was given
+                suffix = "" if name == "schedule.txt" else "-restore"
+                _move(path, results_dir / "events" / "schedules" / f"{node}{suffix}.txt")
             else:
                 for flow in flow_names:
                     for role in ("client", "server"):

@@ -48,6 +48,19 @@ def draw_all(results_dir: Path, summary: Summary) -> list[Path]:
     return [path for path in out if path is not None]
 
 
+def mark_events(ax, summary: Summary, labels: bool = True) -> None:
+    """A vertical line at each event's time (seconds after t0), labelled at the top."""
+    shown: dict[float, list[str]] = {}
+    for occ in summary.events.occurrences if summary.events else []:
+        shown.setdefault(round(occ.t, 3), []).append(occ.label)
+    for when, names in sorted(shown.items()):
+        ax.axvline(when, color="0.35", linestyle=":", linewidth=1)
+        if labels:
+            ax.annotate(" / ".join(dict.fromkeys(names)), xy=(when, 1.0), xycoords=("data", "axes fraction"),
+                        xytext=(2, -2), textcoords="offset points", rotation=90, va="top", ha="left",
+                        fontsize="x-small", color="0.25")
+
+
 def draw_throughput(path: Path, summary: Summary) -> Path | None:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(9, 4.5))
@@ -65,7 +78,8 @@ def draw_throughput(path: Path, summary: Summary) -> Path | None:
         return None
     ax.set_xlabel("time since t=0 (s)")
     ax.set_ylabel("goodput (Mbit/s)")
-    ax.set_title("Goodput per flow (iperf3 receiver, 1 s intervals)")
+    mark_events(ax, summary)
+    ax.set_title(f"Goodput per flow (iperf3 receiver, {0.1 if summary.events else 1:g} s intervals)")
     ax.set_ylim(bottom=0)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small")
@@ -105,6 +119,7 @@ def draw_paths(path: Path, summary: Summary, samples: dict[str, list[Sample]], t
     for ax, (node, names) in zip(axes[:, 0], sorted(receivers.items())):
         for name, (times, rates) in sorted(interface_rates(samples[node], names).items()):
             ax.plot([t - t0 for t in times], rates, label=f"{node} {name} (received)")
+        mark_events(ax, summary, labels=ax is axes[0, 0])
         ax.set_ylabel("Mbit/s")
         ax.set_title(f"Throughput per path at {node} (interface counters)")
         ax.set_ylim(bottom=0)
@@ -150,6 +165,8 @@ def draw_subflows(path: Path, summary: Summary, samples: dict[str, list[Sample]]
     top.set_title("RTT and congestion window per subflow (sender's ss -ti)")
     bottom.set_ylabel("cwnd (segments)")
     bottom.set_xlabel("time since t=0 (s)")
+    mark_events(top, summary)
+    mark_events(bottom, summary, labels=False)
     for ax in (top, bottom):
         ax.set_ylim(bottom=0)
         ax.grid(True, alpha=0.3)

@@ -173,6 +173,131 @@ class Baseline(Record):
     ratio: float | None = None  # MPTCP goodput / sum_bps
 
 
+# -- events: what the lab's events did and each flow's answer ------------------------------------------
+
+@dataclass
+class EventPathBytes(Record):
+    """Bytes one path of a flow carried before and after an event (see report/events.py)."""
+
+    path: str = ""  # sender address -> receiver address
+    backup: bool = False  # the subflow was established as a backup (monitor: backup=1)
+    receiver_interface: str | None = None
+    bytes_before: int = 0  # acked at the sender (this flow's subflows only: ss samples)
+    bytes_after: int = 0
+    share_before: float | None = None
+    share_after: float | None = None
+    interface_rx_before: int | None = field(default=None, metadata=OMIT_WHEN_NONE)  # every flow on the interface
+    interface_rx_after: int | None = field(default=None, metadata=OMIT_WHEN_NONE)
+    interface_share_before: float | None = field(default=None, metadata=OMIT_WHEN_NONE)
+    interface_share_after: float | None = field(default=None, metadata=OMIT_WHEN_NONE)
+
+
+@dataclass
+class FlowEvent(Record):
+    """One flow's answer to one event that touches one of its paths (or one of its ends)."""
+
+    id: str = ""  # e<event index>.<which of its times>
+    t: float = 0.0  # seconds after t0
+    label: str = ""
+    touches: list[str] = field(default_factory=list)  # the flow's links (or end nodes) it touches
+    before_bps: float | None = None  # mean goodput over the 2 s before
+    gap_s: float = 0.0  # longest stretch after it below 10% of before_bps
+    gap_from: float | None = None
+    min_bps: float | None = None
+    allowed_bps: float | None = None  # what the remaining paths allow (fair share, payload)
+    allowed_paths: list[str] = field(default_factory=list)
+    recovery_s: float | None = None  # to the first 0.5 s at >= 90% of allowed_bps; None: not recovered
+    window: tuple[float, float] = (0.0, 0.0)  # the before window's start, the after window's end (s after t0)
+    paths: list[EventPathBytes] = field(default_factory=list)
+    subflow_events: list[str] = field(default_factory=list)  # monitor events of the flow's connections
+    counters: dict[str, dict[str, int | str]] = field(default_factory=dict)  # node -> MPTcpExt delta | "unsupported"
+
+
+@dataclass
+class TraceSecond(Record):
+    t: float = 0.0
+    goodput_bps: float | None = None
+    expected_bps: float | None = None
+    error: float | None = None
+    steady: bool = False
+
+
+@dataclass
+class TraceTracking(Record):
+    """A flow's per-second goodput against what its traced paths allowed."""
+
+    seconds: list[TraceSecond] = field(default_factory=list)
+    steady_seconds: int = 0
+    median_error: float | None = None
+    max_error: float | None = None
+    within_10_percent: int = 0
+    traced_egresses: list[str] = field(default_factory=list)
+
+
+@dataclass
+class AppliedCommand(Record):
+    node: str = ""
+    command: str = ""
+    rc: int = 0
+    start_lag_ms: float | None = None  # started - planned
+    done_lag_ms: float | None = None  # finished - planned
+    error: str | None = field(default=None, metadata=OMIT_WHEN_NONE)
+
+
+@dataclass
+class EventOccurrence(Record):
+    """One time one event happened: what was planned and what each node's agent applied."""
+
+    id: str = ""
+    event: int = 0  # index in the topology's events
+    t: float = 0.0
+    label: str = ""
+    action: str = ""
+    link: str | None = None
+    node: str | None = None
+    nodes: list[str] = field(default_factory=list)
+    status: str = ""  # applied | failed | no change | not applied
+    note: str | None = None
+    planned: list[str] = field(default_factory=list)
+    applied: list[AppliedCommand] = field(default_factory=list)
+
+
+@dataclass
+class LagStats(Record):
+    count: int = 0
+    median_ms: float | None = None
+    p95_ms: float | None = None
+    max_ms: float | None = None
+
+
+@dataclass
+class Scheduling(Record):
+    """Planned vs applied, over every timed step the agents logged (events and trace steps)."""
+
+    steps: int = 0
+    start_lag: LagStats = field(default_factory=LagStats)
+    done_lag: LagStats = field(default_factory=LagStats)
+    events_only: LagStats = field(default_factory=LagStats)
+    trace_only: LagStats = field(default_factory=LagStats)
+
+
+@dataclass
+class TraceReplay(Record):
+    steps: int = 0
+    step_s: float = 0.1
+    rate_changes: int = 0
+
+
+@dataclass
+class EventsSummary(Record):
+    log: str = "events.log"
+    timeline: str = "timeline.txt"
+    occurrences: list[EventOccurrence] = field(default_factory=list)
+    scheduling: Scheduling = field(default_factory=Scheduling)
+    traces: dict[str, TraceReplay] = field(default_factory=dict)  # "node:interface" -> its replay
+    counters: dict[str, dict[str, int | str]] = field(default_factory=dict)  # node -> run's MPTcpExt deltas
+
+
 @dataclass
 class FlowSummary(Record):
     """One flow of the run: what was asked (the first fields, as run.json has them) and what
@@ -211,6 +336,8 @@ class FlowSummary(Record):
     paths: list[PathStats] = field(default_factory=list)  # most bytes first
     receiver_interfaces: NodeCounters | None = field(default=None, metadata=EMPTY_WHEN_NONE)
     baseline: Baseline | None = field(default=None, metadata=OMIT_WHEN_NONE)
+    events: list[FlowEvent] | None = field(default=None, metadata=OMIT_WHEN_NONE)  # runs with events
+    trace_tracking: TraceTracking | None = field(default=None, metadata=OMIT_WHEN_NONE)  # a path replays a trace
 
 
 # -- the run ---------------------------------------------------------------------------------------------
@@ -242,6 +369,7 @@ class Summary(Record):
     sample_period: float | None = None
     monitors: dict[str, MonitorSummary] = field(default_factory=dict)
     flows: list[FlowSummary] = field(default_factory=list)
+    events: EventsSummary | None = field(default=None, metadata=OMIT_WHEN_NONE)  # runs with events or traces
     plots: list[str] | None = field(default=None, metadata=OMIT_WHEN_NONE)  # file names under plots/
 
     def flow(self, name: str) -> FlowSummary:

@@ -16,10 +16,11 @@ from ..plan.checklist import Checklist, FlowChecklist, owner_interface, render_c
 from ..topology.loader import load_topology
 from ..topology.model import Topology
 from ..topology.validate import validate
+from . import events as event_results
 from .layout import read_json
 from .parsers import IperfResult, MonitorEvent, Sample, SocketSample, parse_iperf3, parse_monitor, parse_samples
-from .records import (Baseline, BaselinePath, Connection, FlowSummary, InterfaceBytes, MonitorSummary, NodeCounters,
-                      PathStats, SubflowOutcome, Summary)
+from .records import (Baseline, BaselinePath, Connection, EventsSummary, FlowSummary, InterfaceBytes, MonitorSummary,
+                      NodeCounters, PathStats, SubflowOutcome, Summary, TraceReplay)
 
 #: 4-tuple (local, local port, peer, peer port) -> [(time, sample)]: one node's view of a flow's subflows.
 SocketSeries = dict[tuple[str, int, str, int], list[tuple[float, SocketSample]]]
@@ -222,6 +223,26 @@ def _status(spec: dict[str, Any], client: IperfResult | None, rc: int | None, fl
     return status, error
 
 
+#: A flow whose intervals, placed from the client's end, start this much later than the client
+#: did, had a slow connect (placement from the end is then used).
+SLOW_CONNECT_S = 0.2
+
+
+def _interval_offset(started: float | None, ended: float | None, t0: float, spec: dict[str, Any],
+                     receiver: IperfResult | None) -> float:
+    """Seconds from t0 to iperf3's interval 0. iperf3 counts from when its data connections
+    are up, not from its own start: a SYN lost in a full queue (a flow starting beside a busy
+    one) delays that by a retransmission timeout (1 s). So the intervals are placed from the
+    end (the client exits right after its last interval) when that differs by more than
+    SLOW_CONNECT_S from placing them at the client's start."""
+    offset = (started - t0) if started else spec.get("start", 0.0)
+    if ended and receiver and receiver.intervals:
+        from_end = (ended - t0) - receiver.intervals[-1].end
+        if from_end - offset > SLOW_CONNECT_S:
+            return from_end
+    return offset
+
+
 def _flow_summary(cache: _Cache, topology: Topology, meta: dict[str, Any], spec: dict[str, Any],
                   checklist: Checklist | None) -> FlowSummary:
     name = spec["name"]
@@ -236,7 +257,7 @@ def _flow_summary(cache: _Cache, topology: Topology, meta: dict[str, Any], spec:
 
     goodput = client.received_bps if client and client.received_bps else (server.received_bps if server else None)
     receiver_json = client if reverse else server
-    offset = (started - (meta.get("t0") or 0.0)) if started else spec.get("start", 0.0)
+    offset = _interval_offset(started, ended, meta.get("t0") or 0.0, spec, receiver_json)
     intervals = [(round(offset + i.end, 3), i.bits_per_second) for i in (receiver_json.intervals if receiver_json else [])]
 
     expected_item = checklist.flow(name) if checklist and any(f.flow == name for f in checklist.flows) else None
@@ -330,10 +351,39 @@ def build_summary(results_dir: Path) -> Summary:
         dropped_links=state.get("dropped_links"), mptcp_tool=meta.get("mptcp_tool"),
         sample_period=meta.get("sample_period"), monitors=_monitors(cache, meta), flows=flows,
     )
+    _add_events(results_dir, summary, topology, meta, state, cache)
     if checklist is not None:
         outcomes = {flow.name: flow.subflows.to_dict() for flow in flows}
         (results_dir / "checklist.txt").write_text(render_checklist(checklist, outcomes))
     return summary
+
+
+def _add_events(results_dir: Path, summary: Summary, topology: Topology, meta: dict[str, Any], state: dict[str, Any],
+                cache: _Cache) -> None:
+    """summary.events, each flow's events (and trace_tracking), events.log and timeline.txt."""
+    ctx = event_results.load_context(results_dir, topology, meta.get("t0") or 0.0,
+                                     bool(state.get("impairments_dropped")))
+    if ctx is None:
+        return
+    occurrences, scheduling, reasons = event_results.occurrences_summary(ctx)
+    flows = summary.flows
+    nodes = sorted({node for flow in flows for node in (flow.src, flow.dst, flow.sender, flow.receiver)})
+    samples = {node: cache.samples(node) for node in nodes}
+    monitors = {node: cache.monitor(node) for node in sorted(set(summary.monitors) | set(nodes))}
+    for flow in flows:
+        if ctx.events.occurrences:
+            flow.events = event_results.flow_events(ctx, flow, flows, samples, monitors)
+        flow.trace_tracking = event_results.trace_tracking(ctx, flow, flows)
+    summary.events = EventsSummary(
+        occurrences=occurrences, scheduling=scheduling,
+        traces={f"{node}:{interface}": TraceReplay(steps=len(points), rate_changes=len({rate for _, rate in points}))
+                for (node, interface), points in ctx.events.traced.items()},
+        counters=event_results.run_counters(ctx))
+    if reasons:
+        summary.reasons += reasons
+        summary.incomplete = True
+    (results_dir / "events.log").write_text(event_results.render_events_log(ctx))
+    (results_dir / "timeline.txt").write_text(event_results.render_timeline(ctx, monitors, flows))
 
 
 def write_summary(results_dir: Path, summary: Summary) -> Path:

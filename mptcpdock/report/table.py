@@ -44,7 +44,7 @@ def _flow_row(flow: FlowSummary) -> list[object]:
 
 
 def _notes(summary: Summary) -> list[str]:
-    notes = []
+    notes = _event_notes(summary)
     for flow in summary.flows:
         base = flow.baseline
         if base and base.ratio is not None:
@@ -56,6 +56,43 @@ def _notes(summary: Summary) -> list[str]:
                      + " (no netem in the kernel): rates only")
     if summary.incomplete:
         notes.append("INCOMPLETE: " + "; ".join(summary.reasons))
+    return notes
+
+
+def _event_notes(summary: Summary) -> list[str]:
+    """The events table (per flow and event), trace tracking and the scheduling figures."""
+    if summary.events is None:
+        return []
+    rows = []
+    for flow in summary.flows:
+        for item in flow.events or []:
+            shares = [f"{path.receiver_interface or path.path}{' (backup)' if path.backup else ''}: "
+                      f"{_percent(path.share_before)} -> {_percent(path.share_after)}"
+                      for path in item.paths if path.share_before is not None or path.share_after is not None]
+            moved = []
+            for node, counters in item.counters.items():
+                changed = [f"{name} +{value}" for name, value in counters.items() if isinstance(value, int) and value]
+                if changed:
+                    moved.append(f"{node}: " + ", ".join(changed[:4]) + (" ..." if len(changed) > 4 else ""))
+            rows.append([flow.name, f"{item.t:g} s {item.label}", _rate(item.before_bps), f"{item.gap_s:.1f} s",
+                         _rate(item.allowed_bps),
+                         f"{item.recovery_s:.1f} s" if item.recovery_s is not None else "not recovered",
+                         "\n".join(shares) or "-", "\n".join(moved) or "-"])
+    notes = []
+    if rows:
+        notes.append(tabulate(rows, headers=["flow", "event", "before", "gap", "allowed after", "recovery (90%)",
+                                             "bytes per path: before -> after", "MPTcpExt counters"]))
+    for flow in summary.flows:
+        tracking = flow.trace_tracking
+        if tracking and tracking.median_error is not None:
+            notes.append(f"{flow.name}: follows its trace within {tracking.median_error * 100:.1f}% (median; max "
+                         f"{(tracking.max_error or 0) * 100:.1f}%) over {tracking.steady_seconds} steady second(s), "
+                         f"{tracking.within_10_percent} within 10%")
+    lag, done = summary.events.scheduling.start_lag, summary.events.scheduling.done_lag
+    if lag.count and lag.median_ms is not None and done.median_ms is not None:
+        notes.append(f"scheduling: {lag.count} steps; planned -> started median {lag.median_ms:.2f} ms, p95 "
+                     f"{lag.p95_ms:.2f} ms; planned -> applied (command done) median {done.median_ms:.2f} ms, "
+                     f"p95 {done.p95_ms:.2f} ms (events.log, timeline.txt)")
     return notes
 
 
