@@ -433,8 +433,8 @@ def flow_events(ctx: EventContext, flow: FlowSummary, flows: list[FlowSummary],
 
 def trace_tracking(ctx: EventContext, flow: FlowSummary, flows: list[FlowSummary]) -> TraceTracking | None:
     """Per second: the flow's goodput against what its (traced) paths allowed; the error where
-    the trace held steady (its 100 ms steps over the second and the 0.5 s before within STEADY_RATIO
-    of each other: no level change, only the trace's own small wobble)."""
+    the paths held steady (what they allowed, in 100 ms steps over the second and the 0.5 s
+    before, within STEADY_RATIO of each other: no level change, only the traces' own wobble)."""
     paths = flow_paths(ctx, flow)
     traced_hops = [hop for p in paths for hop in p["there"] if hop in ctx.events.traced]
     if not traced_hops or not flow.intervals:
@@ -447,12 +447,10 @@ def trace_tracking(ctx: EventContext, flow: FlowSummary, flows: list[FlowSummary
     second = start + 1.0  # the first second is slow start
     while second + 1.0 <= end + 1e-9:
         measured = _mean(points, second, second + 1.0)
-        samples = [allowed_rate(ctx, flow, paths, second + k * 0.1 + 0.05, competitors)[0] for k in range(10)]
-        known = [value for value in samples if value]
-        expected = sum(known) / len(known) if known else None
-        rates = [_rate_at(ctx, hop, second - 0.5 + k * 0.1 + 0.05, None) or 0 for hop in traced_hops
-                 for k in range(15)]
-        steady = bool(rates) and min(rates) > 0 and max(rates) / min(rates) <= STEADY_RATIO
+        around = [allowed_rate(ctx, flow, paths, second - 0.5 + k * 0.1 + 0.05, competitors)[0] for k in range(15)]
+        inside = [value for value in around[5:] if value]
+        expected = sum(inside) / len(inside) if inside else None
+        steady = all(around) and max(around) / min(around) <= STEADY_RATIO  # type: ignore[type-var, operator]
         error = abs(measured - expected) / expected if measured is not None and expected else None
         if steady and error is not None:
             errors.append(error)

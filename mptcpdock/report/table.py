@@ -84,7 +84,10 @@ def _event_notes(summary: Summary) -> list[str]:
                                              "bytes per path: before -> after", "MPTcpExt counters"]))
     for flow in summary.flows:
         tracking = flow.trace_tracking
-        if tracking and tracking.median_error is not None:
+        if tracking and tracking.median_error is None:
+            notes.append(f"{flow.name}: its paths' traces never held steady for a second (per-second goodput against "
+                         "what they allowed: trace_tracking in summary.json)")
+        elif tracking and tracking.median_error is not None:
             notes.append(f"{flow.name}: follows its trace within {tracking.median_error * 100:.1f}% (median; max "
                          f"{(tracking.max_error or 0) * 100:.1f}%) over {tracking.steady_seconds} steady second(s), "
                          f"{tracking.within_10_percent} within 10%")

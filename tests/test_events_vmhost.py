@@ -1,0 +1,96 @@
+"""Events on a netem kernel (the VM-host tier, ``pytest -m vmhost``; see tests/vmhost_support.py):
+a ``set:`` event changes only what it names, checked with ping during the run.
+
+The lab has two direct links between h1 and h2: ``probe`` (10 Mbit/s, 20 ms each way) carries
+only ping, ``bulk`` the iperf3 flow (so no queue on ``probe`` adds to the round trip). Events:
+
+* t=4 s, ``probe`` both ways: ``set: {rate: 5mbit}``. The delay must stay: the median RTT
+  after it is the RTT before plus the 98-byte probe's longer serialisation at 5 Mbit/s (each
+  way: 98 x 8 bit / 5 Mbit/s - the same at 10 Mbit/s = 0.078 ms), within 1 ms.
+* t=8 s, ``probe`` from h1: ``set: {delay: 50ms}``. The RTT grows by exactly 30 ms (50 - 20,
+  one direction), within 2 ms; the rate stays 5 Mbit/s (``tc class show`` in h1 after it).
+
+ping -D timestamps every reply with the VM kernel's clock, which is also the run's (t0 is
+fixed on the Docker host's clock), so each reply falls in its window by summary.json's t0.
+Windows leave 0.5 s after each event.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+vmhost_support = pytest.importorskip("vmhost_support", reason="the VM tier's support (tests/vmhost_support.py) "
+                                                              "is not in this tree")
+from vmhost_support import Cli, Recorder, frame_time_ms, results_dir_of, summary_of, write_topology  # noqa: E402
+
+pytest_plugins = ["vmhost_support"]
+pytestmark = [pytest.mark.vmhost, pytest.mark.slow]
+
+TOPOLOGY = {
+    "name": "vmev",
+    "nodes": {"h1": {}, "h2": {}},
+    "links": [
+        {"name": "probe", "endpoints": ["h1:probe0", "h2:probe0"], "subnet": "10.21.0.0/24",
+         "rate": "10mbit", "delay": "20ms"},
+        {"name": "bulk", "endpoints": ["h1:bulk0", "h2:bulk0"], "subnet": "10.22.0.0/24", "rate": "10mbit"},
+    ],
+    "flows": [{"name": "bulk", "src": "h1", "dst": "h2", "dst_address": "10.22.0.2", "duration": 12,
+               "protocol": "tcp"}],
+    "events": [
+        {"t": 4, "link": "probe", "set": {"rate": "5mbit"}},
+        {"t": 8, "link": "probe", "from": "h1", "set": {"delay": "50ms"}},
+    ],
+}
+REPLY = re.compile(r"^\[(\d+\.\d+)\] .* time=([\d.]+) ms")
+
+
+def test_a_set_event_changes_only_what_it_names_ping_shows_it(cli: Cli, figures: Recorder, tmp_path: Path):
+    topology = write_topology(tmp_path / "vmev.yaml", TOPOLOGY)
+    with cli.lab(topology, "vmev") as lab:
+        seen: dict[str, str] = {}
+
+        def probe() -> None:
+            seen["ping"] = cli.exec(lab, "h1", "ping", "-D", "-n", "-i", "0.05", "-w", "22", "10.21.0.2")
+
+        def classes() -> None:  # after both events: the rate is still the one t=4 set
+            time.sleep(15)
+            seen["class"] = cli.exec(lab, "h1", "tc", "class", "show", "dev", "probe0")
+
+        threads = [threading.Thread(target=probe), threading.Thread(target=classes)]
+        for thread in threads:
+            thread.start()
+        output = cli.run("run", str(topology), "--lab", lab, "--results", str(tmp_path / "results"),
+                         "--no-plots").stdout
+        for thread in threads:
+            thread.join()
+    summary = summary_of(results_dir_of(output))
+    t0 = summary["t0"]
+    replies = [(float(m[1]) - t0, float(m[2])) for m in map(REPLY.match, seen["ping"].splitlines()) if m]
+
+    def median(start: float, end: float) -> float:
+        window = [rtt for when, rtt in replies if start <= when < end]
+        assert len(window) >= 20, f"{len(window)} replies in [{start}, {end}) s"
+        return statistics.median(window)
+
+    before, after_rate, after_delay = median(1.0, 4.0), median(4.5, 8.0), median(8.5, 12.0)
+    serialisation = 2 * (frame_time_ms(5e6) - frame_time_ms(10e6))
+    figures.add("RTT before (10 Mbit/s, 20 ms each way)", before, "ms", expected=40.0, bound="reference")
+    figures.add("RTT after set rate=5mbit", after_rate, "ms", expected=before + serialisation,
+                bound="within 1 ms (delay kept)", ok=abs(after_rate - before - serialisation) <= 1.0)
+    figures.add("RTT after set delay=50ms from h1", after_delay, "ms", expected=after_rate + 30.0,
+                bound="within 2 ms", ok=abs(after_delay - after_rate - 30.0) <= 2.0)
+    assert before >= 40.0
+    assert abs(after_rate - before - serialisation) <= 1.0, (before, after_rate)
+    assert abs(after_delay - after_rate - 30.0) <= 2.0, (after_rate, after_delay)
+    assert "rate 5Mbit" in seen["class"], seen["class"]
+    applied = summary["events"]["occurrences"]
+    assert all(e["status"] == "applied" for e in applied), applied
+    lag = summary["events"]["scheduling"]["start_lag"]
+    figures.add("event scheduling error (start lag, median)", lag["median_ms"], "ms", expected=10.0,
+                bound="<= 10 ms", ok=lag["median_ms"] <= 10.0)
