@@ -101,6 +101,8 @@ def exec_(lab_name: str | None, node: str, command: tuple[str, ...]) -> None:
 def plan(topology: str, no_impairments: bool) -> None:
     """Print the commands 'up' would run in each node (no Docker needed)."""
     made = make_plan(validate(load_topology(topology)), drop_impairments=no_impairments)
+    for line in made.placement_lines():
+        out.print(f"[dim]{escape(line)}[/]", soft_wrap=True)
     noted: set[str] = set()
     for node, line in made.trace_lines():
         if node not in noted:
@@ -145,6 +147,7 @@ def interface_table(plan_or_state: Plan | LabState) -> str:
     else:
         made = plan_or_state
     topology, dropped = made.topology, made.impairments_dropped
+    multi = bool(topology.engines) or topology.mtu is not None
     rows = []
     for name in topology.nodes:
         for link in topology.links_of(name):
@@ -152,10 +155,19 @@ def interface_table(plan_or_state: Plan | LabState) -> str:
             shaping = link.shaping_from(name)
             applied = without_impairments(shaping) if dropped else shaping
             queue = made.nodes[name].shaping[end.interface or ""].queue
-            rows.append([name, end.interface, f"{end.address}/{link.subnet.split('/')[1] if link.subnet else '?'}",
-                         link.name, f"{peer.node}:{peer.interface}", describe_shaping(applied, shaping),
-                         f"{queue.packets} ({queue.reason})" if queue else "-"])
-    return tabulate(rows, headers=["node", "interface", "address", "link", "peer", "egress shaping", "queue"])
+            row = [name, end.interface, f"{end.address}/{link.subnet.split('/')[1] if link.subnet else '?'}",
+                   link.name, f"{peer.node}:{peer.interface}", describe_shaping(applied, shaping),
+                   f"{queue.packets} ({queue.reason})" if queue else "-"]
+            if multi:
+                engine = topology.nodes[name].engine
+                row[1:1] = [engine or "-"]
+                row[5:5] = ["overlay" if topology.is_overlay(link) else "bridge", topology.mtu or "-"]
+            rows.append(row)
+    headers = ["node", "interface", "address", "link", "peer", "egress shaping", "queue"]
+    if multi:  # engines or overlays: where each node runs, what each link is, the pinned MTU
+        headers[1:1] = ["engine"]
+        headers[5:5] = ["network", "mtu"]
+    return tabulate(rows, headers=headers)
 
 
 def describe_shaping(applied: Shaping, asked: Shaping) -> str:

@@ -47,6 +47,7 @@ class NodePlan:
     monitor: bool = False
     #: interface -> its egress shaping as planned (tc lines and the queue with its reason).
     shaping: dict[str, ShapingPlan] = field(default_factory=dict)
+    engine: str | None = None  # the topology's engine name; None: the environment's only engine
 
     def ip_lines(self) -> list[str]:
         return [line for phase in PHASES if phase != "qdiscs" for line in self.phases.get(phase, [])]
@@ -69,6 +70,13 @@ class LinkPlan:
     b_interface: str
     b_address: str
     needs_netem: bool
+    driver: str = "bridge"  # bridge (one engine) | overlay (a swarm's attachable overlay network)
+    a_engine: str | None = None
+    b_engine: str | None = None
+
+    @property
+    def crosses(self) -> bool:
+        return self.a_engine != self.b_engine
 
 
 @dataclass
@@ -82,6 +90,33 @@ class Plan:
     @property
     def netem_links(self) -> list[str]:
         return [link.name for link in self.links if link.needs_netem]
+
+    @property
+    def engines(self) -> list[str | None]:
+        """The engines the lab's nodes use, in the topology's order (``[None]``: the environment's)."""
+        used = {node.engine for node in self.nodes.values()}
+        return [name for name in self.topology.engines if name in used] or [None]
+
+    def placement_lines(self) -> list[str]:
+        """What ``plan`` prints about engines: per engine its nodes, then each crossing link."""
+        topo = self.topology
+        if not topo.engines and not any(link.driver == "overlay" for link in self.links):
+            return []
+        lines = ["# placement" + (f" ({topo.placement})" if topo.engines else "") + f", mtu {topo.mtu or 'default'}:"]
+        for engine in self.engines:
+            spec = topo.engines.get(engine) if engine else None
+            where = (spec.host or (f"context {spec.context}" if spec.context else None)) if spec else None
+            nodes = [name for name, node in self.nodes.items() if node.engine == engine]
+            lines.append(f"#   engine {engine or '(environment)'} [{where or 'the environment engine'}]: "
+                         f"{len(nodes)} nodes: {' '.join(nodes)}")
+        crossing = [link for link in self.links if link.crosses]
+        overlays = [link for link in self.links if link.driver == "overlay"]
+        lines.append(f"#   {len(crossing)} of {len(self.links)} links cross engines; "
+                     f"{len(overlays)} overlay networks, {len(self.links) - len(overlays)} bridges")
+        for link in overlays:
+            lines.append(f"#   overlay {link.name}: {link.a_node}@{link.a_engine or '-'} <-> "
+                         f"{link.b_node}@{link.b_engine or '-'}" + ("" if link.crosses else " (same engine)"))
+        return lines
 
     def trace_lines(self) -> list[tuple[str, str]]:
         """(node, shell command) for every configuration command, in apply order."""
@@ -162,10 +197,13 @@ def gso_max_segs(topology: Topology) -> int | None:
     return segments if segments < GSO_CAP_LIMIT else None
 
 
-def _address_lines(interfaces: list[InterfacePlan], gso_segments: int | None = None) -> list[str]:
+def _address_lines(interfaces: list[InterfacePlan], gso_segments: int | None = None,
+                   mtu: int | None = None) -> list[str]:
     lines = []
     for intf in interfaces:
         lines.append(f"addr add {intf.address}/{intf.prefixlen} dev {intf.name}")
+        if mtu is not None:
+            lines.append(f"link set dev {intf.name} mtu {mtu}")
         if gso_segments is not None:
             lines.append(f"link set dev {intf.name} gso_max_segs {gso_segments}")
         lines.append(f"link set dev {intf.name} up")
@@ -241,7 +279,7 @@ def make_plan(topology: Topology, *, drop_impairments: bool = False) -> Plan:
             privileged=node.privileged,
             interfaces=interfaces,
             phases={
-                "addresses": _address_lines(interfaces, gso_segments),
+                "addresses": _address_lines(interfaces, gso_segments, topology.mtu),
                 "routes": routing_commands(routing[name]),
                 "mptcp": _mptcp_lines(topology, name, interfaces),
                 "qdiscs": [line for planned in shaping.values() for line in planned.commands],
@@ -249,6 +287,7 @@ def make_plan(topology: Topology, *, drop_impairments: bool = False) -> Plan:
             routing=routing[name],
             monitor=node.mptcp.monitor,
             shaping=shaping,
+            engine=node.engine,
         )
     links = []
     for link in topology.links:
@@ -259,6 +298,8 @@ def make_plan(topology: Topology, *, drop_impairments: bool = False) -> Plan:
             b_node=link.b.node, b_interface=link.b.interface or "", b_address=link.b.address or "",
             needs_netem=link.shaping_from(link.a.node).needs_netem or link.shaping_from(link.b.node).needs_netem
             or any((end.node, end.interface) in netem_event_egresses(topology) for end in (link.a, link.b)),
+            driver="overlay" if topology.is_overlay(link) else "bridge",
+            a_engine=topology.nodes[link.a.node].engine, b_engine=topology.nodes[link.b.node].engine,
         ))
     return Plan(lab=topology.name, topology=topology, nodes=nodes, links=links,
                 impairments_dropped=drop_impairments and any(link.needs_netem for link in links))

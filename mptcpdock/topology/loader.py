@@ -13,7 +13,7 @@ import yaml
 
 from ..errors import TopologyError
 from .model import (
-    EVENT_ACTIONS, Endpoint, EndpointChange, Event, Flow, Link, LinkEnd, Mptcp, Node, Route, Shaping, Topology,
+    EVENT_ACTIONS, Endpoint, EngineSpec, EndpointChange, Event, Flow, Link, LinkEnd, Mptcp, Node, Route, Shaping, Topology,
 )
 from .traces import TraceError, load_trace
 from .units import (
@@ -30,8 +30,10 @@ from .units import (
 TOP_KEYS = {
     "name", "routing", "source_routing", "address_pool", "link_prefix",
     "allow_no_impairments", "nodes", "links", "flows", "events", "description",
+    "engines", "placement", "overlays", "mtu",
 }
-NODE_KEYS = {"kind", "image", "sysctls", "mptcp", "routes", "routing", "source_routing", "privileged"}
+ENGINE_KEYS = {"host", "context"}
+NODE_KEYS = {"kind", "image", "sysctls", "mptcp", "routes", "routing", "source_routing", "privileged", "engine"}
 MPTCP_KEYS = {"enabled", "limits", "endpoints", "monitor"}
 LIMIT_KEYS = {"subflows", "add_addr_accepted"}
 ENDPOINT_KEYS = {"interface", "flags", "address"}
@@ -170,6 +172,18 @@ def _topology(reader: _Reader, data: dict[str, Any], name: str | None) -> Topolo
         topology.link_prefix = reader.integer(data["link_prefix"], "link_prefix")
     if "allow_no_impairments" in data:
         topology.allow_no_impairments = reader.boolean(data["allow_no_impairments"], "allow_no_impairments")
+    for key in ("placement", "overlays"):
+        if key in data:
+            setattr(topology, key, reader.string(data[key], key))
+    if data.get("mtu") is not None:
+        topology.mtu = reader.integer(data["mtu"], "mtu")
+    for engine_name, spec in reader.mapping(data.get("engines"), "engines", set(data.get("engines") or {})).items():
+        path = f"engines.{engine_name}"
+        spec = reader.mapping(spec, path, ENGINE_KEYS)
+        topology.engines[str(engine_name)] = EngineSpec(
+            name=str(engine_name),
+            host=reader.string(spec["host"], f"{path}.host") if spec.get("host") is not None else None,
+            context=reader.string(spec["context"], f"{path}.context") if spec.get("context") is not None else None)
     nodes = data.get("nodes")
     if not isinstance(nodes, dict) or not nodes:
         raise reader.error("nodes", "no nodes", "add a 'nodes:' mapping such as 'nodes: {h1: {}, h2: {}}'")
@@ -199,6 +213,8 @@ def _node(reader: _Reader, name: str, spec: Any, path: str) -> Node:
         node.source_routing = reader.boolean(spec["source_routing"], f"{path}.source_routing")
     if "privileged" in spec:
         node.privileged = reader.boolean(spec["privileged"], f"{path}.privileged")
+    if spec.get("engine") is not None:
+        node.engine = reader.string(spec["engine"], f"{path}.engine")
     node.mptcp = _mptcp(reader, spec.get("mptcp"), f"{path}.mptcp")
     for index, route in enumerate(reader.sequence(spec.get("routes"), f"{path}.routes")):
         node.routes.append(_route(reader, route, f"{path}.routes[{index}]"))
@@ -446,6 +462,8 @@ def _node_dict(node: Node) -> dict[str, Any]:
         out["sysctls"] = dict(node.sysctls)
     if node.privileged:
         out["privileged"] = True
+    if node.engine:
+        out["engine"] = node.engine
     if node.routing:
         out["routing"] = node.routing
     if node.source_routing is not None:
@@ -541,10 +559,14 @@ def _event_dict(event: Event) -> dict[str, Any]:
 def topology_to_dict(topology: Topology) -> dict[str, Any]:
     out: dict[str, Any] = {"name": topology.name}
     defaults = Topology(name=topology.name)
-    for key in ("routing", "source_routing", "address_pool", "link_prefix", "allow_no_impairments"):
+    for key in ("routing", "source_routing", "address_pool", "link_prefix", "allow_no_impairments",
+                "placement", "overlays", "mtu"):
         value = getattr(topology, key)
         if value != getattr(defaults, key):
             out[key] = value
+    if topology.engines:
+        out["engines"] = {name: {key: getattr(spec, key) for key in ("host", "context") if getattr(spec, key)}
+                          for name, spec in topology.engines.items()}
     out["nodes"] = {name: _node_dict(node) for name, node in topology.nodes.items()}
     out["links"] = [_link_dict(link) for link in topology.links]
     if topology.flows:

@@ -147,6 +147,7 @@ class Node:
     routing: RoutingMode | None = None  # None: the topology's
     source_routing: bool | None = None  # None: the topology's
     privileged: bool = False
+    engine: str | None = None  # a name under the topology's engines:; None: placed by validate
 
 
 @dataclass
@@ -251,6 +252,29 @@ class Event:
         return out
 
 
+PLACEMENTS: tuple[str, ...] = ("manual", "auto")
+OVERLAY_MODES: tuple[str, ...] = ("crossing", "all")
+#: The MTU of a Docker overlay network's interfaces (1500 minus VXLAN's 50 bytes); pinned on
+#: every link of a lab that has an overlay, so local and remote paths carry the same packets.
+OVERLAY_MTU = 1450
+
+
+@dataclass
+class EngineSpec:
+    """One Docker engine a lab may place nodes on (``engines: {NAME: {host: URL}}``).
+
+    Exactly one of ``host`` (a DOCKER_HOST-style URL) or ``context`` (a Docker context), or
+    neither: the engine mptcpdock would talk to anyway (``--context``, DOCKER_HOST, ...)."""
+
+    name: str
+    host: str | None = None
+    context: str | None = None
+
+    @property
+    def is_environment(self) -> bool:
+        return self.host is None and self.context is None
+
+
 @dataclass
 class Topology:
     name: str
@@ -263,11 +287,24 @@ class Topology:
     address_pool: str = "10.0.0.0/8"
     link_prefix: int = 24  # prefix length of subnets taken from the pool
     allow_no_impairments: bool = False  # proceed without delay/jitter/loss when netem is missing
+    #: engine name -> engine; empty: one engine, the environment's (every node's engine is None)
+    engines: dict[str, EngineSpec] = field(default_factory=dict)
+    placement: str = "manual"  # manual: unplaced nodes go to the first engine; auto: balanced partition
+    overlays: str = "crossing"  # crossing: overlays only for links between engines; all: every link
+    mtu: int | None = None  # pinned on every interface; validate sets OVERLAY_MTU when a link is an overlay
     source: str | None = None  # the file this topology came from (for errors)
     locations: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
 
     def node(self, name: str) -> Node:
         return self.nodes[name]
+
+    def crosses(self, link: Link) -> bool:
+        """Whether ``link``'s ends sit on different engines (resolved topologies only)."""
+        return self.nodes[link.a.node].engine != self.nodes[link.b.node].engine
+
+    def is_overlay(self, link: Link) -> bool:
+        """Whether ``link`` becomes a swarm overlay network rather than a bridge on one engine."""
+        return self.overlays == "all" or self.crosses(link)
 
     def links_of(self, node: str) -> list[Link]:
         return [link for link in self.links if node in (link.a.node, link.b.node)]

@@ -13,7 +13,8 @@ import re
 from collections import Counter
 
 from ..errors import TopologyError
-from .model import ENDPOINT_FLAGS, PROTOCOLS, Event, Link, Topology
+from .model import ENDPOINT_FLAGS, OVERLAY_MODES, OVERLAY_MTU, PLACEMENTS, PROTOCOLS, Event, Link, Topology
+from .placement import place
 
 LAB_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,23}$")
 NODE_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,30}$")
@@ -22,6 +23,9 @@ LINK_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
 SYSCTL_RE = re.compile(r"^net\.[a-z0-9_]+(\.[a-z0-9_-]+)+$")
 TOKEN_RE = re.compile(r"^[a-zA-Z0-9_.-]+$")
 RESERVED_IFNAMES = {"lo", "all", "default"}
+ENGINE_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,30}$")
+ENGINE_SCHEMES = ("unix://", "tcp://", "ssh://", "npipe://", "http://", "https://")
+MIN_MTU, MAX_MTU = 576, 9000
 MAX_LIMIT = 8  # the kernel's MPTCP_PM_ADDR_MAX / subflow limit
 DEFAULT_PORT = 5201
 
@@ -53,6 +57,7 @@ def validate(topology: Topology) -> Topology:
     _check_top(check, resolved)
     _check_nodes(check, resolved)
     _resolve_links(check, resolved)
+    _check_engines(check, resolved)
     _check_shaping(check, resolved)
     _check_mptcp(check, resolved)
     _check_routes(check, resolved)
@@ -103,6 +108,57 @@ def _check_nodes(check: _Checker, topo: Topology) -> None:
             if not TOKEN_RE.match(value):
                 raise check.fail(f"{path}.sysctls.{key}", f"value {value!r} is not a plain token",
                                  "write a number or word such as 1 or cubic")
+
+
+def _check_engines(check: _Checker, topo: Topology) -> None:
+    """Engines, each node's engine (placed when not given), overlays and the lab's MTU."""
+    if topo.placement not in PLACEMENTS:
+        raise check.fail("placement", f"unknown placement {topo.placement!r}", "write 'manual' or 'auto'")
+    if topo.overlays not in OVERLAY_MODES:
+        raise check.fail("overlays", f"unknown overlays mode {topo.overlays!r}",
+                         "write 'crossing' (links between engines) or 'all' (every link, e.g. on a one-node swarm)")
+    for name, spec in topo.engines.items():
+        path = f"engines.{name}"
+        if not ENGINE_NAME_RE.match(name):
+            raise check.fail(path, f"engine name {name!r} is not usable", "use 1-31 letters, digits, '.', '-' or '_'")
+        if spec.host is not None and spec.context is not None:
+            raise check.fail(path, f"engine {name!r} has both host and context", "give one of them")
+        if spec.host is not None and not spec.host.startswith(ENGINE_SCHEMES):
+            raise check.fail(f"{path}.host", f"{spec.host!r} is not a Docker engine URL",
+                             "write it as DOCKER_HOST would be, e.g. tcp://127.0.0.1:2375 or ssh://user@host")
+        if spec.context is not None and not ENGINE_NAME_RE.match(spec.context):
+            raise check.fail(f"{path}.context", f"{spec.context!r} is not a Docker context name",
+                             "'docker context ls' lists them")
+    environment = [name for name, spec in topo.engines.items() if spec.is_environment]
+    if len(environment) > 1:
+        raise check.fail(f"engines.{environment[1]}", f"engines {environment[0]!r} and {environment[1]!r} are both "
+                         "the environment's engine (no host or context)", "give one of them a host: or context:")
+    for name, node in topo.nodes.items():
+        if node.engine is None:
+            continue
+        if not topo.engines:
+            raise check.fail(f"nodes.{name}.engine", f"node {name!r} asks for engine {node.engine!r}, but the lab "
+                             "declares no engines", f"declare it: 'engines: {{{node.engine}: {{host: URL}}}}'")
+        if node.engine not in topo.engines:
+            raise check.fail(f"nodes.{name}.engine", f"unknown engine {node.engine!r}",
+                             "use one of: " + ", ".join(topo.engines))
+    if topo.engines:
+        if topo.placement == "auto":
+            placement = place(topo)
+        else:
+            first = next(iter(topo.engines))
+            placement = {name: node.engine or first for name, node in topo.nodes.items()}
+        for name, engine in placement.items():
+            topo.nodes[name].engine = engine
+    overlay = any(topo.is_overlay(link) for link in topo.links)
+    if topo.mtu is not None:
+        if not MIN_MTU <= topo.mtu <= MAX_MTU:
+            raise check.fail("mtu", f"mtu {topo.mtu} is out of range", f"use {MIN_MTU}..{MAX_MTU}, e.g. 1450")
+        if overlay and topo.mtu > OVERLAY_MTU:
+            raise check.fail("mtu", f"mtu {topo.mtu} is more than an overlay network carries ({OVERLAY_MTU})",
+                             f"use at most {OVERLAY_MTU}, or remove mtu: to get {OVERLAY_MTU}")
+    elif overlay:
+        topo.mtu = OVERLAY_MTU
 
 
 def _resolve_links(check: _Checker, topo: Topology) -> None:
