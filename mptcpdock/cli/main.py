@@ -17,6 +17,7 @@ from .image import image
 from .lab import down, exec_, plan, status, up
 from .routes import routes_command
 from .run import report_command, run_command
+from .swarm import swarm
 
 
 class Cli(click.Group):
@@ -60,5 +61,5 @@ def main(context: str | None) -> None:
 
 
 for command in (up, down, status, exec_, plan, image, export_command, run_command, report_command, routes_command,
-                doctor):
+                doctor, swarm):
     main.add_command(command)

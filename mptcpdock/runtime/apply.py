@@ -128,12 +128,42 @@ def _labels(lab: str, role: str, **extra: str) -> dict[str, str]:
 
 def preflight(plan: Plan) -> None:
     """Checks that need Docker but create nothing."""
+    _check_engines(plan)
     if docker_api.lab_containers(plan.lab) or docker_api.lab_networks(plan.lab):
         raise LabExists(f"lab {plan.lab!r} is already up (or left over); run 'mptcpdock down {plan.lab}' first, "
                         "or give this one another name (--name)")
     for image in sorted({node.image for node in plan.nodes.values()}):
         if not docker_api.image_exists(image):
             raise _image_missing(plan, image)
+
+
+def _check_engines(plan: Plan) -> None:
+    """One engine only (this runtime), and a swarm manager there when a link is an overlay."""
+    topology = plan.topology
+    if len(plan.engines) > 1:
+        crossing = [link.name for link in plan.links if link.crosses]
+        raise RuntimeFailure(
+            f"lab {plan.lab!r} places nodes on {len(plan.engines)} engines ({', '.join(map(str, plan.engines))}; "
+            f"crossing links: {', '.join(crossing)}); 'up' brings labs up on one engine so far (fix: put every "
+            "node on one engine, e.g. one entry under engines:, or overlays: all on a one-node swarm; "
+            "docs/multi-host.md has the multi-engine design)")
+    engine = plan.engines[0]
+    spec = topology.engines.get(engine) if engine else None
+    if spec is not None and not spec.is_environment:
+        here = docker_api.engine()
+        wanted = spec.host or spec.context
+        if wanted not in (here.host, here.name):
+            selector = f"DOCKER_HOST={spec.host} mptcpdock" if spec.host else f"mptcpdock --context {spec.context}"
+            raise RuntimeFailure(f"lab {plan.lab!r} places its nodes on engine {engine!r} ({wanted}), but this "
+                                 f"command reaches {here.describe()} (fix: {selector} up ...)")
+    overlays = [link.name for link in plan.links if link.driver == "overlay"]
+    if overlays:
+        role = docker_api.swarm_role()
+        if role != "manager":
+            raise RuntimeFailure(
+                f"links {', '.join(overlays)} of lab {plan.lab!r} are overlay networks, but the engine at "
+                f"{docker_api.engine().describe()} is not a swarm manager (swarm: {role}) (fix: 'mptcpdock swarm "
+                "init' or 'docker swarm init --advertise-addr 127.0.0.1'; or remove overlays: all)")
 
 
 def _image_missing(plan: Plan, image: str) -> RuntimeFailure:
@@ -262,7 +292,8 @@ def _up(plan: Plan, trace: Trace, timings: dict[str, float], start: float, allow
     with _Pools() as pools:
         probe_future = pools.pool(1).submit(probe_kernel, default_image, lab)
         network_pool = pools.pool(NETWORK_WORKERS)
-        network_futures = {link.name: network_pool.submit(_create_network, lab, link.name, carriers, trace, created)
+        network_futures = {link.name: network_pool.submit(_create_network, lab, link.name, carriers, trace, created,
+                                                          link.driver)
                            for link in plan.links}
         if fail_after == "networks":
             for future in network_futures.values():
@@ -320,6 +351,8 @@ def _up(plan: Plan, trace: Trace, timings: dict[str, float], start: float, allow
             raise RuntimeFailure("injected failure after creating containers")
         renames = {name: future.result() for name, future in configured.items()}
         timings["configure"] = elapsed()
+        if any(link.driver == "overlay" for link in plan.links):
+            _check_no_way_out(lab, container_ids)
         if fail_after == "configure":
             raise RuntimeFailure("injected failure after configuring nodes")
 
@@ -348,19 +381,38 @@ def _up(plan: Plan, trace: Trace, timings: dict[str, float], start: float, allow
     return UpResult(state=state, trace=trace, probe=probe, plan=plan, timings=timings)
 
 
+def _check_no_way_out(lab: str, container_ids: dict[str, str]) -> None:
+    """Overlays are internal, so Docker attaches no docker_gwbridge; should an engine do it
+    anyway, the lab would have a route out of the host: stop (and roll back) instead."""
+    outside = docker_api.gwbridge_containers()
+    attached = sorted(name for name, cid in container_ids.items() if cid in outside)
+    if attached:
+        raise RuntimeFailure(f"nodes {', '.join(attached)} of lab {lab!r} were attached to {docker_api.GWBRIDGE}, "
+                             "a way out of the lab (fix: report this engine's version; mptcpdock creates its overlays "
+                             "--internal so that this does not happen)")
+
+
 def carrier_address(subnet: ipaddress.IPv4Network, link: LinkPlan, node: str) -> str:
-    """The address Docker gives ``node``'s end of ``link`` (.1 is Docker's reserved gateway)."""
+    """The address Docker gives ``node``'s end of ``link`` (.1 is Docker's reserved gateway).
+
+    On an overlay the ends take the block's top two addresses (.5 and .6 of a /29): swarm gives
+    every engine that joins an overlay a load-balancer endpoint, allocated from the bottom, and
+    an end asking for an address such an endpoint holds waits until its attachment times out."""
+    if link.driver == "overlay":
+        return str(subnet.broadcast_address - (2 if node == link.a_node else 1))
     return str(subnet.network_address + (2 if node == link.a_node else 3))
 
 
-def create_link_network(lab: str, link: str, carriers: docker_api.CarrierAllocator) -> tuple[str, ipaddress.IPv4Network]:
+def create_link_network(lab: str, link: str, carriers: docker_api.CarrierAllocator,
+                        driver: str = "bridge") -> tuple[str, ipaddress.IPv4Network]:
     """Create the link's network on a free carrier block; another block when a concurrent
     ``up`` (another process) took this one first. Returns (network name, carrier block)."""
     name = network_name(lab, link)
     for attempt in range(CARRIER_ATTEMPTS):
         subnet = carriers.claim()
         try:
-            docker_api.create_network(name, bridge_name(lab, link), subnet, _labels(lab, "link", **{LABEL_LINK: link}))
+            docker_api.create_network(name, bridge_name(lab, link), subnet, _labels(lab, "link", **{LABEL_LINK: link}),
+                                      driver)
             return name, subnet
         except DockerException as exc:
             if "overlaps" in str(exc) and attempt + 1 < CARRIER_ATTEMPTS:
@@ -374,13 +426,16 @@ def create_link_network(lab: str, link: str, carriers: docker_api.CarrierAllocat
 
 
 def _create_network(lab: str, link: str, carriers: docker_api.CarrierAllocator,
-                    trace: Trace, created: Created) -> tuple[str, ipaddress.IPv4Network]:
-    name, subnet = create_link_network(lab, link, carriers)
+                    trace: Trace, created: Created, driver: str = "bridge") -> tuple[str, ipaddress.IPv4Network]:
+    name, subnet = create_link_network(lab, link, carriers, driver)
     created.networks.append(name)
-    trace.docker("network", "create", "--driver", "bridge", "--subnet", str(subnet),
-                 "-o", f"com.docker.network.bridge.name={bridge_name(lab, link)}",
-                 "-o", "com.docker.network.bridge.inhibit_ipv4=true",
-                 "-o", "com.docker.network.bridge.enable_ip_masquerade=false",
+    if driver == "overlay":
+        options = ["--attachable", "--internal"]
+    else:
+        options = ["-o", f"com.docker.network.bridge.name={bridge_name(lab, link)}",
+                   "-o", "com.docker.network.bridge.inhibit_ipv4=true",
+                   "-o", "com.docker.network.bridge.enable_ip_masquerade=false"]
+    trace.docker("network", "create", "--driver", driver, "--subnet", str(subnet), *options,
                  "--label", f"{LABEL_LAB}={lab}", "--label", f"{LABEL_LINK}={link}", name)
     return name, subnet
 

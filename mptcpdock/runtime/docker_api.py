@@ -17,6 +17,7 @@ import os
 import re
 import tarfile
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
@@ -237,10 +238,17 @@ class CarrierAllocator:
             _claimed.discard(int(block.network_address))
 
 
-def create_network(name: str, bridge: str, subnet: ipaddress.IPv4Network, labels: dict[str, str]) -> str:
-    """A bridge with no host address, no masquerade and no gateway route into the host."""
+def create_network(name: str, bridge: str, subnet: ipaddress.IPv4Network, labels: dict[str, str],
+                   driver: str = "bridge") -> str:
+    """A bridge with no host address, no masquerade and no gateway route into the host; or
+    (``driver="overlay"``) a swarm overlay that standalone containers may attach to, internal so
+    that Docker attaches no docker_gwbridge (a route out of the lab) to its containers. The
+    overlay keeps its default MTU (1450); mptcpdock pins the lab's MTU inside the nodes."""
     api = client().api
     ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=str(subnet))])
+    if driver == "overlay":
+        return str(api.create_network(name, driver="overlay", ipam=ipam, labels=labels, check_duplicate=True,
+                                      attachable=True, internal=True, scope="swarm")["Id"])
     result = api.create_network(
         name,
         driver="bridge",
@@ -403,11 +411,25 @@ def remove_container(cid: str) -> None:
             raise
 
 
+#: How long a swarm manager may keep an overlay "in use by task" after its last container went:
+#: each attachment is a task the manager removes asynchronously (measured: up to ~2 s here).
+TASK_RELEASE_S = 15.0
+
+
 def remove_network(nid: str) -> None:
-    try:
-        client().api.remove_network(nid)
-    except NotFound:
-        pass
+    deadline = time.monotonic() + TASK_RELEASE_S
+    delay = 0.1
+    while True:
+        try:
+            client().api.remove_network(nid)
+            return
+        except NotFound:
+            return
+        except APIError as exc:
+            if "in use by task" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 1.0)
 
 
 def image_exists(image: str) -> bool:
@@ -424,3 +446,25 @@ def image_id(image: str) -> str | None:
 
 def engine_info() -> dict[str, Any]:
     return client().api.info()
+
+
+#: The bridge through which Docker gives overlay-attached containers a way out of the host.
+GWBRIDGE = "docker_gwbridge"
+
+
+def swarm_role() -> str:
+    """'manager', 'worker' or the swarm state when the engine is in none ('inactive', ...)."""
+    swarm = engine_info().get("Swarm") or {}
+    state = str(swarm.get("LocalNodeState") or "inactive")
+    if state != "active":
+        return state
+    return "manager" if swarm.get("ControlAvailable") else "worker"
+
+
+def gwbridge_containers() -> set[str]:
+    """IDs of the containers attached to docker_gwbridge (none when it does not exist)."""
+    try:
+        network = client().api.inspect_network(GWBRIDGE)
+    except NotFound:
+        return set()
+    return set((network.get("Containers") or {}).keys())
