@@ -20,6 +20,13 @@ Usage::
     python benchmarks/bringup.py                 # seeds + chains of 16, 50, 100 nodes
     python benchmarks/bringup.py --sizes 16 --repeat 3 --no-seeds
     python benchmarks/bringup.py --json results/bringup.json
+    python benchmarks/bringup.py --overlays --no-seeds --sizes 16 50   # also every link an overlay
+
+``--overlays`` (issue 14) measures every topology twice: as bridges, and with every link an
+attachable swarm overlay (``overlays: all``) on a one-node swarm of this engine (made for the
+run when the engine is in no swarm, and left again afterwards); the table then has the
+per-link cost of an overlay over a bridge, for up and for down. Splitting a lab across two
+engines waits for the multi-engine runtime (docs/multi-host.md).
 
 Lab names start with ``bench-``; every object is labelled, so an interrupted run is
 cleaned up by ``mptcpdock down bench-...`` (the script also removes its leftovers first).
@@ -28,6 +35,7 @@ cleaned up by ``mptcpdock down bench-...`` (the script also removes its leftover
 from __future__ import annotations
 
 import argparse
+import copy
 import ipaddress
 import json
 import statistics
@@ -42,7 +50,7 @@ from tabulate import tabulate
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mptcpdock.runtime import docker_api, lab as lab_api, apply  # noqa: E402
+from mptcpdock.runtime import docker_api, lab as lab_api, apply, swarm  # noqa: E402
 from mptcpdock.topology.loader import load_topology  # noqa: E402
 from mptcpdock.topology.model import Endpoint, Link, LinkEnd, Mptcp, Node, Route, Shaping, Topology  # noqa: E402
 from mptcpdock.plan.commands import Plan  # noqa: E402
@@ -113,7 +121,7 @@ def floor_up(plan: Plan, lab: str) -> float:
     labels = lambda role, **extra: {docker_api.LABEL_LAB: lab, docker_api.LABEL_ROLE: role, **extra}  # noqa: E731
 
     def network(link) -> ipaddress.IPv4Network:
-        return apply.create_link_network(lab, link.name, carriers)[1]
+        return apply.create_link_network(lab, link.name, carriers, link.driver)[1]
 
     with ThreadPoolExecutor(apply.NETWORK_WORKERS) as network_pool, ThreadPoolExecutor(apply.WORKERS) as node_pool:
         networks = {link.name: network_pool.submit(network, link) for link in plan.links}
@@ -186,8 +194,8 @@ def clean(lab: str) -> None:
 
 
 def measure(label: str, topology: Topology, repeat: int, log) -> Row:
-    lab = f"{PREFIX}-{label}"[:24]
-    floor_lab = f"{PREFIX}-f-{label}"[:24]
+    lab = f"{PREFIX}-{label.replace('+', '-')}"[:24]
+    floor_lab = f"{PREFIX}-f-{label.replace('+', '-')}"[:24]
     topology.name = lab
     plan = lab_api.prepare(topology)
     row = Row(label, len(plan.nodes), len(plan.links))
@@ -222,6 +230,23 @@ def measure(label: str, topology: Topology, repeat: int, log) -> Row:
     return row
 
 
+def overlay_costs(rows: list[Row]) -> str:
+    """Per topology measured both ways: (overlay - bridge) / links, for up and down, in ms."""
+    bridges = {row.topology: row for row in rows if not row.topology.endswith("+ovl")}
+    out = []
+    for row in rows:
+        base = bridges.get(row.topology.removesuffix("+ovl"))
+        if row.topology.endswith("+ovl") and base is not None and row.links:
+            out.append([base.topology, row.links, row.median(base.up), row.median(row.up),
+                        1000 * (row.median(row.up) - row.median(base.up)) / row.links,
+                        row.median(base.down), row.median(row.down),
+                        1000 * (row.median(row.down) - row.median(base.down)) / row.links])
+    if not out:
+        return ""
+    return tabulate(out, headers=["topology", "links", "up bridges s", "up overlays s", "per link ms",
+                                  "down bridges s", "down overlays s", "per link ms"], floatfmt=".2f")
+
+
 def report(rows: list[Row]) -> tuple[str, list[str]]:
     table = tabulate(
         [[r.topology, r.nodes, r.links, r.median(r.up), r.median(r.floor_up), r.up_ratio,
@@ -251,9 +276,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-seeds", action="store_true", help="skip the seed topologies")
     parser.add_argument("--repeat", type=int, default=1, help="runs per topology (medians are reported)")
     parser.add_argument("--json", type=Path, help="also write the raw numbers here")
+    parser.add_argument("--overlays", action="store_true",
+                        help="also measure every topology with every link a swarm overlay (one-node swarm)")
     args = parser.parse_args(argv)
 
     docker_api.client()
+    started_swarm = swarm.init() if args.overlays and docker_api.swarm_role() == "inactive" else False
+    try:
+        return _main(args)
+    finally:
+        if started_swarm:
+            swarm.leave()
+
+
+def _measure_both(label: str, topology: Topology, args, log) -> list[Row]:
+    rows = [measure(label, topology, args.repeat, log)]
+    if args.overlays:
+        overlaid = copy.deepcopy(topology)
+        overlaid.overlays = "all"
+        rows.append(measure(label + "+ovl", overlaid, args.repeat, log))
+    return rows
+
+
+def _main(args) -> int:
     log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
     rows: list[Row] = []
     if not args.no_seeds:
@@ -263,13 +308,18 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"  {seed}: not found, skipped")
                 continue
             label = "ex1" if seed == EX1 else seed.removeprefix("mptcp-").removesuffix(".yaml")
-            rows.append(measure(label, load_topology(path), args.repeat, log))
+            rows += _measure_both(label, load_topology(path), args, log)
     for size in args.sizes:
-        rows.append(measure(f"chain{size}", chain_topology(size, "chain"), args.repeat, log))
+        rows += _measure_both(f"chain{size}", chain_topology(size, "chain"), args, log)
 
     table, verdicts = report(rows)
     print(table)
     print()
+    costs = overlay_costs(rows)
+    if costs:
+        print("overlay vs bridge, per link (one-node swarm):")
+        print(costs)
+        print()
     print(f"runtime: {apply.WORKERS} node workers, {apply.NETWORK_WORKERS} network workers, "
           f"SDK pool {docker_api.POOL_SIZE}; medians of {args.repeat} run(s)")
     for verdict in verdicts:

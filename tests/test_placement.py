@@ -131,3 +131,25 @@ def test_one_declared_engine_takes_every_node() -> None:
     """)
     topo = validate(load_topology_text(text))
     assert topo.nodes["nb"].engine == "one" and topo.mtu is None  # one engine: no crossing, no overlay
+
+
+def test_up_refuses_a_lab_on_two_engines_before_touching_docker() -> None:
+    from mptcpdock.errors import RuntimeFailure
+    from mptcpdock.runtime import apply
+    plan = make_plan(validate(ex1(TWO, h2="vm", r2="vm")))
+    with pytest.raises(RuntimeFailure, match=r"2 engines \(local, vm; crossing links: r1-r2\).*docs/multi-host.md"):
+        apply.preflight(plan)
+
+
+def test_up_refuses_a_declared_engine_it_does_not_reach(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mptcpdock.errors import RuntimeFailure
+    from mptcpdock.runtime import apply, docker_api
+    monkeypatch.setenv("DOCKER_HOST", "unix:///var/run/docker.sock")
+    docker_api.select_engine(None)
+    try:
+        plan = make_plan(validate(ex1("engines:\n  vm: {host: tcp://127.0.0.1:2375}\n")))
+        with pytest.raises(RuntimeFailure, match=r"engine 'vm' \(tcp://127.0.0.1:2375\).*fix: DOCKER_HOST=tcp://127"):
+            apply.preflight(plan)
+    finally:
+        monkeypatch.undo()
+        docker_api.select_engine(None)
