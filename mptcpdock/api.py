@@ -52,7 +52,7 @@ from .runtime.state import LabState
 from .topology.loader import load_topology, topology_to_yaml
 from .topology.model import Endpoint, EndpointChange, Event, Flow, Link, LinkEnd, Mptcp, Node, Route, Shaping, Topology
 from .topology.traces import TraceError, load_trace
-from .topology.units import UnitError, parse_percent, parse_rate, parse_seconds, parse_time_us
+from .topology.units import UnitError, parse_bytes, parse_percent, parse_rate, parse_seconds, parse_time_us
 from .topology.validate import validate
 
 Progress = Callable[[str], None]
@@ -157,8 +157,9 @@ def flow_model(src: "NodeRef | str", dst: "NodeRef | str", *, duration: float | 
                dst_address: "str | InterfaceRef | None" = None, src_address: "str | InterfaceRef | None" = None,
                streams: int = 1, protocol: str = "mptcp", congestion: str | None = None,
                port: int | None = None, reverse: bool = False, name: str | None = None,
-               tool: str = "iperf3", baseline: bool = False, field: str = "flow",
-               source: str | None = None) -> Flow:
+               tool: str = "iperf3", baseline: bool = False, bitrate: int | str | None = None,
+               bytes: int | str | None = None, command: Sequence[str] = (), server: Sequence[str] = (),
+               field: str = "flow", source: str | None = None) -> Flow:
     """A model :class:`Flow` from the values people write (times in seconds or '20s')."""
     line = caller_location()[1]
     begin = _unit(lambda v: parse_seconds(v, what="start"), start, f"{field}.start", source, line)
@@ -174,12 +175,19 @@ def flow_model(src: "NodeRef | str", dst: "NodeRef | str", *, duration: float | 
             raise TopologyError(f"stop {end:g}s is not after start {begin:g}s", field=f"{field}.stop",
                                 source=source, line=line, fix="make stop later than start, or give a duration")
         length = end - begin
+    for key, argv in (("command", command), ("server", server)):
+        if isinstance(argv, str):
+            raise TopologyError(f"{key} is one text, not an argument list (no shell runs it)", field=f"{field}.{key}",
+                                source=source, line=line, fix=f"pass a list, e.g. {key}=['curl', '-s', URL]")
     return Flow(
         src=_node_name(src)[0], dst=_node_name(dst)[0], name=name,
         dst_address=dst_address.address if isinstance(dst_address, InterfaceRef) else dst_address,
         src_address=src_address.address if isinstance(src_address, InterfaceRef) else src_address,
         start=begin, duration=length, streams=streams, protocol=protocol, congestion=congestion,
         tool=tool, port=port, reverse=reverse, baseline=baseline,
+        bitrate=None if bitrate is None else _unit(parse_rate, bitrate, f"{field}.bitrate", source, line),
+        bytes=None if bytes is None else _unit(parse_bytes, bytes, f"{field}.bytes", source, line),
+        command=[str(arg) for arg in command], server=[str(arg) for arg in server],
     )
 
 
@@ -463,14 +471,18 @@ class Lab:
              dst_address: "str | InterfaceRef | None" = None, src_address: "str | InterfaceRef | None" = None,
              streams: int = 1, protocol: str = "mptcp", congestion: str | None = None,
              port: int | None = None, reverse: bool = False, name: str | None = None,
-             tool: str = "iperf3", baseline: bool = False) -> Flow:
+             tool: str = "iperf3", baseline: bool = False, bitrate: int | str | None = None,
+             bytes: int | str | None = None, command: Sequence[str] = (), server: Sequence[str] = ()) -> Flow:
         """A flow from ``src`` to ``dst`` (default 10 s; give ``duration`` or ``stop``).
-        ``baseline``: after the run, single-path TCP over each path this MPTCP flow used."""
+        ``baseline``: after the run, single-path TCP over each path this MPTCP flow used.
+        ``protocol="udp"`` with ``bitrate`` (e.g. "5mbit"): cross traffic (loss, jitter reported);
+        ``bytes`` ("10M"): a sized flow (completion time); ``tool="command"`` with ``command``
+        (and ``server``) argument lists: another application, under mptcpize for MPTCP."""
         field = f"flows[{len(self.topology.flows)}]"
         flow = flow_model(src, dst, duration=duration, start=start, stop=stop, dst_address=dst_address,
                           src_address=src_address, streams=streams, protocol=protocol, congestion=congestion,
-                          port=port, reverse=reverse, name=name, tool=tool, baseline=baseline, field=field,
-                          source=self.topology.source)
+                          port=port, reverse=reverse, name=name, tool=tool, baseline=baseline, bitrate=bitrate,
+                          bytes=bytes, command=command, server=server, field=field, source=self.topology.source)
         self.topology.flows.append(flow)
         self._locate(field)
         return flow
@@ -563,15 +575,18 @@ class Lab:
 
     def run(self, *, duration: float | None = None, results_root: str | Path = Path("results"),
             progress: Progress = _quiet, bring_up_if_needed: bool = True,
-            allow_no_impairments: bool | None = None, baseline: bool = False, plots: bool = True) -> RunResult:
+            allow_no_impairments: bool | None = None, baseline: bool = False, plots: bool = True,
+            capture: Sequence[str] = (), snaplen: int | None = None) -> RunResult:
         """Run the lab's flows (bringing it up first if it is not up): the same results
         directory as ``mptcpdock run``. ``duration`` overrides every flow's duration;
-        ``baseline`` also measures single-path TCP over each path an MPTCP flow used."""
+        ``baseline`` also measures single-path TCP over each path an MPTCP flow used;
+        ``capture``: ``"node:iface"`` (or ``"node"``) items recorded with tcpdump into captures/."""
         stop_if_capturing(self.topology)
         allow = self.topology.allow_no_impairments if allow_no_impairments is None else allow_no_impairments
         return run_experiment(self.name, self.topology, duration=duration, results_root=Path(results_root),
                               progress=progress, bring_up_if_needed=bring_up_if_needed,
-                              allow_no_impairments=allow, baseline=baseline, plots=plots)
+                              allow_no_impairments=allow, baseline=baseline, plots=plots, capture=capture,
+                              snaplen=snaplen)
 
     def down(self, progress: Progress = _quiet) -> tuple[int, int]:
         """Remove the lab's containers and networks (idempotent): (containers, networks)."""

@@ -29,8 +29,13 @@ from .console import err, out, steps
 @click.option("--sample-period", type=click.FloatRange(0.1, 10), default=0.5, show_default=True,
               help="Seconds between ss / interface counter samples.")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
+@click.option("--capture", "capture", multiple=True, metavar="NODE[:IFACE]",
+              help="Record packets there with tcpdump (repeatable; NODE alone: all its interfaces), besides the "
+                   "link ends with 'capture: true'. pcaps go to captures/.")
+@click.option("--snaplen", type=int, help="Bytes kept per captured packet (default: the topology's snaplen, 200).")
 def run_command(topology: str | None, lab_name: str | None, duration: float | None, results_root: str,
-                allow_no_impairments: bool, baseline: bool, sample_period: float, no_plots: bool) -> None:
+                allow_no_impairments: bool, baseline: bool, sample_period: float, no_plots: bool,
+                capture: tuple[str, ...], snaplen: int | None) -> None:
     """Run the flows of TOPOLOGY (or of the running lab) and collect the results."""
     if duration is not None and duration <= 0:
         raise MptcpdockError(f"--duration {duration:g}: give a positive number of seconds")
@@ -40,7 +45,7 @@ def run_command(topology: str | None, lab_name: str | None, duration: float | No
         result = run_experiment(lab_name, model, duration=duration, results_root=Path(results_root),
                                 progress=progress, allow_no_impairments=allow_no_impairments or bool(model and
                                 model.allow_no_impairments), baseline=baseline, sample_period=sample_period,
-                                plots=not no_plots)
+                                plots=not no_plots, capture=capture, snaplen=snaplen)
     click.echo(render_table(result.summary))
     out.print(f"\nresults: {result.results_dir}")
     if result.incomplete:

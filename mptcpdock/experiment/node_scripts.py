@@ -147,7 +147,7 @@ dir=$1; grace=$2
 end=$(( $(date +%s) + grace ))
 for f in "$dir"/*.pid; do
   [ -e "$f" ] || continue
-  case "$f" in */monitor.pid|*/sampler.pid|*/events.pid) continue ;; esac
+  case "$f" in */monitor.pid|*/sampler.pid|*/events.pid|*/capture-*.pid) continue ;; esac
   pid=$(cat "$f")
   while kill -0 "$pid" 2>/dev/null && [ "$(date +%s)" -lt "$end" ]; do sleep 0.1; done
 done
@@ -157,7 +157,7 @@ for f in "$dir"/*.pid; do
   pid=$(cat "$f")
   if kill -0 "$pid" 2>/dev/null; then
     kill "$pid" 2>/dev/null
-    case "$f" in */monitor.pid|*/sampler.pid|*/events.pid) ;; *) stopped="$stopped $(basename "$f" .pid)" ;; esac
+    case "$f" in */monitor.pid|*/sampler.pid|*/events.pid|*/capture-*.pid) ;; *) stopped="$stopped $(basename "$f" .pid)" ;; esac
   fi
 done
 sleep 0.3
@@ -182,6 +182,29 @@ fi
 echo "stopped:$stopped"
 """
 
+#: args: RUN_DIR SNAPLEN IFACE... Starts one tcpdump per interface (headers only: -s SNAPLEN,
+#: written packet by packet: -U) into RUN_DIR/capture-IFACE.pcap, its pid in capture-IFACE.pid
+#: (FINISH stops it without waiting, after the flows), and returns once each one says it
+#: listens; exit 1 with tcpdump's own error otherwise.
+CAPTURE = r"""set -u
+dir=$1; snaplen=$2; shift 2
+mkdir -p "$dir"
+for iface in "$@"; do
+  tcpdump -i "$iface" -s "$snaplen" -U -n -w "$dir/capture-$iface.pcap" 2> "$dir/capture-$iface.log" &
+  echo $! > "$dir/capture-$iface.pid"
+done
+for iface in "$@"; do
+  i=0
+  until grep -q "listening on" "$dir/capture-$iface.log" 2>/dev/null; do
+    if ! kill -0 "$(cat "$dir/capture-$iface.pid")" 2>/dev/null || [ $i -ge 100 ]; then
+      echo "tcpdump on $iface did not start: $(tr '\n' ' ' < "$dir/capture-$iface.log")"; exit 1
+    fi
+    sleep 0.05; i=$((i+1))
+  done
+done
+echo "capturing $*"
+"""
+
 #: args: FILE... Prints each file after a '%%% NAME' line (reads results mid-run).
 CAT = r"""for f in "$@"; do echo "%%% $f"; cat "$f" 2>/dev/null; done
 """
@@ -199,7 +222,8 @@ done
 exit 0
 """
 
-SCRIPTS = {"AGENT": AGENT, "SERVER": SERVER, "CLIENT": CLIENT, "FINISH": FINISH, "CAT": CAT, "KILL": KILL}
+SCRIPTS = {"AGENT": AGENT, "SERVER": SERVER, "CLIENT": CLIENT, "FINISH": FINISH, "CAT": CAT, "KILL": KILL,
+           "CAPTURE": CAPTURE}
 #: Scripts that need bash (the node image has it); they reach a node as an argument of one of
 #: the above (EVENTS: AGENT starts it), never as an exec of their own.
 BASH_SCRIPTS = {"EVENTS": EVENTS}

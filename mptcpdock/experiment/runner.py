@@ -40,7 +40,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from ..errors import LabNotFound, MptcpdockError, RuntimeFailure, TopologyError
 from ..plan.checklist import Checklist, make_checklist, render_checklist
@@ -115,6 +115,7 @@ class Run:
     agents: list[str]  # nodes with an agent (monitor and/or sampler)
     mptcp_tool: str  # mptcpize | native
     events: EventPlan | None = None  # the schedules of the run's events and traces
+    captures: dict[str, list[str]] = field(default_factory=dict)  # node -> interfaces tcpdump records
     interval: float = 1.0  # iperf3 -i
     commands: list[RunCommand] = field(default_factory=list)
     scheduled: list[ScheduledFlow] = field(default_factory=list)
@@ -159,8 +160,16 @@ def _lab_is_up(lab: str) -> LabState | None:
     return state
 
 
+def _without_captures(topology: Topology) -> Topology:
+    out = copy.deepcopy(topology)
+    for link in out.links:
+        link.a.capture = link.b.capture = False
+    return out
+
+
 def _same_network(a: Topology, b: Topology) -> bool:
-    left, right = topology_to_dict(a), topology_to_dict(b)
+    """Same nodes and links (what is captured is the run's business, not the network's)."""
+    left, right = topology_to_dict(_without_captures(a)), topology_to_dict(_without_captures(b))
     return left["nodes"] == right["nodes"] and left["links"] == right["links"]
 
 
@@ -260,14 +269,38 @@ def _mptcp_wrap(argv: list[str], protocol: str, tool: str) -> list[str]:
     return argv + ["--mptcp"] if tool == "native" else ["mptcpize", "run", *argv]
 
 
-def server_argv(flow: Flow, tool: str, interval: float = 1.0) -> list[str]:
+def _substitute(argv: list[str], flow: Flow) -> list[str]:
+    """A command flow's argv with its placeholders filled in, argument by argument (no shell)."""
+    values = {"{dst_address}": str(flow.dst_address), "{src_address}": str(flow.src_address or ""),
+              "{port}": str(flow.port), "{duration}": _seconds(flow.duration)}
+    out = []
+    for arg in argv:
+        for key, value in values.items():
+            arg = arg.replace(key, value)
+        out.append(arg)
+    return out
+
+
+def server_argv(flow: Flow, tool: str, interval: float = 1.0) -> list[str] | None:
+    """The flow's server command; None: a command flow without a server."""
+    if flow.tool == "command":
+        return _mptcp_wrap(_substitute(flow.server, flow), flow.protocol, "mptcpize") if flow.server else None
     argv = ["iperf3", "-s", "-1", "-p", str(flow.port), "-J"] + (["-i", f"{interval:g}"] if interval != 1 else [])
+    if flow.protocol == "udp":  # the UDP stream's replies must come from the address the client sent to, whatever
+        argv += ["-B", str(flow.dst_address)]  # the routes back prefer (ex.1's h2 answers 192.168.11.2 via eth2a)
     return _mptcp_wrap(argv, flow.protocol, tool)
 
 
 def client_argv(flow: Flow, tool: str, interval: float = 1.0) -> list[str]:
-    argv = ["iperf3", "-c", str(flow.dst_address), "-p", str(flow.port), "-t", _seconds(flow.duration),
+    if flow.tool == "command":
+        return _mptcp_wrap(_substitute(flow.command, flow), flow.protocol, "mptcpize")
+    amount = ["-n", str(flow.bytes)] if flow.bytes else ["-t", _seconds(flow.duration)]
+    argv = ["iperf3", "-c", str(flow.dst_address), "-p", str(flow.port), *amount,
             "-i", f"{interval:g}", "-J", "--connect-timeout", str(CONNECT_TIMEOUT_MS)]
+    if flow.protocol == "udp":
+        argv.append("-u")
+    if flow.bitrate is not None:
+        argv += ["-b", str(flow.bitrate)]
     if flow.streams > 1:
         argv += ["-P", str(flow.streams)]
     if flow.src_address:
@@ -302,7 +335,54 @@ def _new_results_dir(root: Path, lab: str) -> Path:
     return path
 
 
-def _plan_run(name: str, topology: Topology, state: LabState, results_root: Path, sample_period: float) -> Run:
+def resolve_captures(topology: Topology, extra: Sequence[str] = ()) -> dict[str, list[str]]:
+    """node -> interfaces to capture on: the link ends with ``capture: true`` and the run's
+    ``node:interface`` items (``node`` alone: all its interfaces). Unknown ones: one line."""
+    interfaces: dict[str, list[str]] = {}
+    for link in topology.links:
+        for end in (link.a, link.b):
+            interfaces.setdefault(end.node, []).append(str(end.interface))
+    out: dict[str, list[str]] = {}
+
+    def add(node: str, iface: str) -> None:
+        if iface not in out.setdefault(node, []):
+            out[node].append(iface)
+
+    for link in topology.links:
+        for end in (link.a, link.b):
+            if end.capture:
+                add(end.node, str(end.interface))
+    for item in extra:
+        node, _, iface = str(item).partition(":")
+        if node not in topology.nodes:
+            raise MptcpdockError(f"--capture {item}: no node {node!r} (nodes: {', '.join(topology.nodes)}); "
+                                 "write NODE:INTERFACE, e.g. h2:eth2a")
+        if iface and iface not in interfaces.get(node, []):
+            raise MptcpdockError(f"--capture {item}: {node} has no interface {iface!r} (it has: "
+                                 f"{', '.join(interfaces.get(node, [])) or 'none'})")
+        for name in ([iface] if iface else interfaces.get(node, [])):
+            add(node, name)
+    return {node: ifaces for node, ifaces in out.items() if ifaces}
+
+
+def _start_captures(run: Run, progress: Progress) -> None:
+    if not run.captures:
+        return
+    progress(f"capturing on {', '.join(f'{n}:{i}' for n, ifaces in run.captures.items() for i in ifaces)} "
+             f"(snaplen {run.topology.snaplen})")
+
+    def start(node: str) -> None:
+        argv = _script("CAPTURE") + [run.node_dir, str(run.topology.snaplen), *run.captures[node]]
+        result = run.exec(node, argv, comment=f"{node}: tcpdump -s {run.topology.snaplen} -U -w on "
+                                              f"{', '.join(run.captures[node])}")
+        if result.exit_code != 0:
+            raise RuntimeFailure(f"packet capture on {node!r} failed: {(result.stdout + result.stderr).strip()}")
+
+    parallel(start, list(run.captures), 8)
+
+
+def _plan_run(name: str, topology: Topology, state: LabState, results_root: Path, sample_period: float,
+              captures: dict[str, list[str]] | None = None) -> Run:
     requested = [node for node, settings in topology.nodes.items() if settings.mptcp.monitor]
     ends = {node for flow in topology.flows for node in (flow.src, flow.dst)}
     mptcp_ends = {node for flow in topology.flows if flow.protocol == "mptcp" for node in (flow.src, flow.dst)}
@@ -310,13 +390,15 @@ def _plan_run(name: str, topology: Topology, state: LabState, results_root: Path
     plan = make_plan(topology, drop_impairments=state.impairments_dropped)
     first = plan_events(topology, plan)
     scheduled_nodes = {name for name, schedule in first.schedules.items() if not schedule.empty}
-    agents = [node for node in topology.nodes if node in ends or node in requested or node in scheduled_nodes]
+    captures = captures or {}
+    agents = [node for node in topology.nodes
+              if node in ends or node in requested or node in scheduled_nodes or node in captures]
     events = plan_events(topology, plan, snap_nodes=agents) if not first.empty else None
     results_dir = _new_results_dir(results_root, name)
     return Run(lab=name, topology=topology, state=state, results_dir=results_dir,
                node_dir=f"{RUN_DIR_IN_NODE}/{results_dir.name}", sample_period=sample_period,
                monitors_requested=requested, monitors_added=added, agents=agents, mptcp_tool=_mptcp_tool(state),
-               scheduled=[ScheduledFlow(flow) for flow in topology.flows], events=events,
+               scheduled=[ScheduledFlow(flow) for flow in topology.flows], events=events, captures=captures,
                interval=EVENT_INTERVAL if events else 1.0)
 
 
@@ -354,10 +436,12 @@ def _start_server(run: Run, item: ScheduledFlow) -> float | None:
     """Start the flow's server; the Docker host's clock (epoch seconds) when it listened."""
     flow = item.flow
     command = server_argv(flow, run.mptcp_tool, run.interval)
+    if command is None:
+        return None
     argv = _script("SERVER") + [run.node_dir, f"{flow.name}.server", str(flow.port), *command]
     result = run.exec(flow.dst, argv, comment=f"{flow.dst}: server of flow {flow.name}: {shlex.join(command)}")
     if result.exit_code != 0:
-        raise RuntimeFailure(f"flow {flow.name}: the iperf3 server on {flow.dst!r} port {flow.port} did not start: "
+        raise RuntimeFailure(f"flow {flow.name}: the {flow.tool} server on {flow.dst!r} port {flow.port} did not start: "
                              f"{(result.stdout + result.stderr).strip()}")
     clock = next((line.split()[1] for line in result.stdout.splitlines()
                   if line.startswith("listening ") and len(line.split()) > 1), "")
@@ -582,6 +666,8 @@ def _write_run_meta(run: Run, incomplete: bool) -> None:
         "monitors_requested": run.monitors_requested,
         "monitors_added": run.monitors_added,
         "agents": run.agents,
+        "captures": run.captures,
+        "snaplen": run.topology.snaplen,
         "incomplete": incomplete,
         "reasons": run.reasons,
         "flows": [
@@ -675,10 +761,17 @@ def _finish_run(run: Run, grace: int, progress: Progress, plots: bool) -> Summar
 def run_experiment(lab: str | None = None, topology: Topology | None = None, *, duration: float | None = None,
                    results_root: Path = Path("results"), progress: Progress = lambda _: None,
                    bring_up_if_needed: bool = True, allow_no_impairments: bool = False, baseline: bool = False,
-                   sample_period: float = 0.5, plots: bool = True) -> RunResult:
+                   sample_period: float = 0.5, plots: bool = True, capture: Sequence[str] = (),
+                   snaplen: int | None = None) -> RunResult:
     """Run the topology's flows on lab ``lab`` (bringing it up from ``topology`` if needed)
-    and write everything to ``results_root/<lab>-<YYYYmmdd-HHMMSS>/``."""
+    and write everything to ``results_root/<lab>-<YYYYmmdd-HHMMSS>/``. ``capture``: more
+    ``node:interface`` (or ``node``) to record with tcpdump, besides the link ends with
+    ``capture: true``; ``snaplen`` overrides the topology's."""
     name, resolved, state = resolve_inputs(lab, topology, duration, bring_up_if_needed)
+    if snaplen is not None:
+        resolved.snaplen = snaplen
+        validate(resolved)
+    captures = resolve_captures(resolved, capture)
     checklist = make_checklist(resolved)
     if state is None:
         progress(f"lab {name} is not up: bringing it up")
@@ -686,11 +779,12 @@ def run_experiment(lab: str | None = None, topology: Topology | None = None, *, 
         up_model = copy.deepcopy(topology)
         up_model.locations, up_model.name = topology.locations, name
         state = lab_api.bring_up(up_model, allow_no_impairments=allow_no_impairments, progress=progress).state
-    run = _plan_run(name, resolved, state, Path(results_root), sample_period)
+    run = _plan_run(name, resolved, state, Path(results_root), sample_period, captures)
     run.up_trace = _read_up_trace(name)
     _write_inputs(run, checklist)
     interrupted, failure = False, None
     try:
+        _start_captures(run, progress)
         _run_phase(run, list(run.scheduled), progress, "flows")
         if any(flow.protocol == "mptcp" and (baseline or flow.baseline) for flow in resolved.flows):
             extra = _baseline_flows(run, checklist, baseline)

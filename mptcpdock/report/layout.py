@@ -2,6 +2,7 @@
 
     summary.json  checklist.txt  checklist.json  commands.sh  topology.yaml  state.json  run.json
     flows/<flow>/client.json  server.json  timing.json  [client.stderr.txt  server.stderr.txt]
+                                              (tool: command flows: client.stdout.txt  server.stdout.txt)
     monitors/<node>.log                       ip -ts mptcp monitor, one line per event
     samples/<node>.txt                        raw sampler output (ss -tinMOH + /proc/net/dev)
     samples/<node>-sockets.csv  samples/<node>-interfaces.csv
@@ -10,6 +11,7 @@
     events.log  timeline.txt                  every node's applied steps merged; events + monitors + flows
     events/schedules/<node>.txt  <node>-restore.txt   the schedule each agent was given, the restore lines
     traces/*                                  the traces the run replayed (topology.yaml names them here)
+    captures/<node>-<iface>.pcap  .log        tcpdump's packets (headers: snaplen) and its own messages
     plots/*.png
 
 :func:`arrange_files` moves what was copied out of each node into that layout.
@@ -32,6 +34,7 @@ def arrange_files(results_dir: Path) -> None:
     """Move the files copied out of each node (nodes/<node>/) into the published layout."""
     meta = read_json(results_dir / "run.json") or {}
     flow_names = [flow["name"] for flow in meta.get("flows", [])]
+    commands = {flow["name"] for flow in meta.get("flows", []) if flow.get("tool") == "command"}
     for node_dir in sorted((results_dir / "nodes").glob("*")):
         node = node_dir.name
         for path in sorted(node_dir.iterdir()):
@@ -40,6 +43,8 @@ def arrange_files(results_dir: Path) -> None:
                 _move(path, results_dir / "monitors" / f"{node}.log")
             elif name == "samples.txt":
                 _move(path, results_dir / "samples" / f"{node}.txt")
+            elif name.startswith("capture-") and name.endswith((".pcap", ".log")):  # tcpdump's file, its messages
+                _move(path, results_dir / "captures" / f"{node}-{name[len('capture-'):]}")
             elif name.endswith(".pid") or name == "events.done" or (name == "events.err" and not path.stat().st_size):
                 path.unlink()
             elif name in ("schedule.txt", "restore.txt"):  # what the node's event agent was given
@@ -50,7 +55,8 @@ def arrange_files(results_dir: Path) -> None:
                     for role in ("client", "server"):
                         prefix = f"{flow}.{role}."
                         if name.startswith(prefix):
-                            _arrange_flow_file(path, results_dir / "flows" / flow, role, name[len(prefix):])
+                            _arrange_flow_file(path, results_dir / "flows" / flow, role, name[len(prefix):],
+                                               flow in commands)
     for samples in sorted((results_dir / "samples").glob("*.txt")):
         _write_sample_csvs(samples)
 
@@ -60,9 +66,11 @@ def _move(source: Path, target: Path) -> None:
     shutil.move(str(source), str(target))
 
 
-def _arrange_flow_file(path: Path, flow_dir: Path, role: str, kind: str) -> None:
+def _arrange_flow_file(path: Path, flow_dir: Path, role: str, kind: str, command: bool = False) -> None:
     flow_dir.mkdir(parents=True, exist_ok=True)
-    if kind == "json":
+    if kind == "json" and command:  # a command flow's stdout
+        _move(path, flow_dir / f"{role}.stdout.txt")
+    elif kind == "json":
         _move(path, flow_dir / f"{role}.json")
     elif kind == "err":
         if path.read_text(errors="replace").strip():

@@ -262,6 +262,10 @@ class IperfResult:
     mean_rtt_ms: float | None  # iperf3's own (TCP_INFO of the socket; for MPTCP only one subflow)
     intervals: list[IperfInterval] = field(default_factory=list)
     congestion: str | None = None
+    jitter_ms: float | None = None  # UDP (at the receiver)
+    lost_packets: int | None = None  # UDP
+    packets: int | None = None  # UDP: datagrams sent
+    lost_percent: float | None = None  # UDP
 
 
 def parse_iperf3(text: str) -> IperfResult:
@@ -288,6 +292,9 @@ def parse_iperf3(text: str) -> IperfResult:
                                            float(total["bits_per_second"]), total.get("retransmits")))
     error = data.get("error")
     timestamp = (start.get("timestamp") or {}).get("timesecs")
+    udp = received if "lost_packets" in received else end.get("sum") or {}  # iperf3 -u (older ones: only "sum")
+    if "lost_packets" in udp and not received:
+        received = udp
     return IperfResult(
         ok=error is None and bool(received),
         error=error,
@@ -302,6 +309,10 @@ def parse_iperf3(text: str) -> IperfResult:
         mean_rtt_ms=(sum(rtts) / len(rtts) / 1000) if rtts else None,
         intervals=intervals,
         congestion=end.get("sender_tcp_congestion") or end.get("receiver_tcp_congestion"),
+        jitter_ms=udp.get("jitter_ms") if "lost_packets" in udp else None,
+        lost_packets=udp.get("lost_packets"),
+        packets=udp.get("packets") if "lost_packets" in udp else None,
+        lost_percent=udp.get("lost_percent"),
     )
 
 

@@ -299,6 +299,25 @@ class EventsSummary(Record):
 
 
 @dataclass
+class UdpOutcome(Record):
+    """A UDP flow at the receiver (iperf3 -u)."""
+
+    jitter_ms: float | None = None
+    lost_packets: int | None = None
+    packets: int | None = None
+    loss_percent: float | None = None
+
+
+@dataclass
+class Fairness(Record):
+    """How the flows that ran side by side shared the network (role "flow", status ok)."""
+
+    flows: list[str] = field(default_factory=list)
+    shares: dict[str, float] = field(default_factory=dict)  # flow -> its part of their summed goodput
+    jain_index: float | None = None  # (sum x)^2 / (n * sum x^2): 1 = equal goodputs
+
+
+@dataclass
 class FlowSummary(Record):
     """One flow of the run: what was asked (the first fields, as run.json has them) and what
     happened."""
@@ -337,6 +356,12 @@ class FlowSummary(Record):
     receiver_interfaces: NodeCounters | None = field(default=None, metadata=EMPTY_WHEN_NONE)
     baseline: Baseline | None = field(default=None, metadata=OMIT_WHEN_NONE)
     events: list[FlowEvent] | None = field(default=None, metadata=OMIT_WHEN_NONE)  # runs with events
+    tool: str | None = field(default=None, metadata=OMIT_WHEN_NONE)  # "command" (iperf3: left out)
+    bitrate_bps: int | None = field(default=None, metadata=OMIT_WHEN_NONE)  # the asked rate (iperf3 -b)
+    bytes_requested: int | None = field(default=None, metadata=OMIT_WHEN_NONE)  # a sized flow (iperf3 -n)
+    completion_s: float | None = field(default=None, metadata=OMIT_WHEN_NONE)  # sized/command: start to done
+    udp: UdpOutcome | None = field(default=None, metadata=OMIT_WHEN_NONE)  # protocol: udp
+    share: float | None = field(default=None, metadata=OMIT_WHEN_NONE)  # of the goodput of the flows beside it
     trace_tracking: TraceTracking | None = field(default=None, metadata=OMIT_WHEN_NONE)  # a path replays a trace
 
 
@@ -370,6 +395,8 @@ class Summary(Record):
     monitors: dict[str, MonitorSummary] = field(default_factory=dict)
     flows: list[FlowSummary] = field(default_factory=list)
     events: EventsSummary | None = field(default=None, metadata=OMIT_WHEN_NONE)  # runs with events or traces
+    fairness: Fairness | None = field(default=None, metadata=OMIT_WHEN_NONE)  # two or more flows ran
+    captures: list[str] | None = field(default=None, metadata=OMIT_WHEN_NONE)  # pcap files, under captures/
     plots: list[str] | None = field(default=None, metadata=OMIT_WHEN_NONE)  # file names under plots/
 
     def flow(self, name: str) -> FlowSummary:

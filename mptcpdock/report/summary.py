@@ -19,8 +19,8 @@ from ..topology.validate import validate
 from . import events as event_results
 from .layout import read_json
 from .parsers import IperfResult, MonitorEvent, Sample, SocketSample, parse_iperf3, parse_monitor, parse_samples
-from .records import (Baseline, BaselinePath, Connection, EventsSummary, FlowSummary, InterfaceBytes, MonitorSummary,
-                      NodeCounters, PathStats, SubflowOutcome, Summary, TraceReplay)
+from .records import (Baseline, BaselinePath, Connection, EventsSummary, Fairness, FlowSummary, InterfaceBytes, MonitorSummary,
+                      NodeCounters, PathStats, SubflowOutcome, Summary, TraceReplay, UdpOutcome)
 
 #: 4-tuple (local, local port, peer, peer port) -> [(time, sample)]: one node's view of a flow's subflows.
 SocketSeries = dict[tuple[str, int, str, int], list[tuple[float, SocketSample]]]
@@ -211,6 +211,13 @@ def _status(spec: dict[str, Any], client: IperfResult | None, rc: int | None, fl
     """(status, error) of a flow from its client's iperf3 output and exit status."""
     if not spec.get("launched"):
         return "not started", "the run ended before this flow's start time"
+    if spec.get("tool") == "command":
+        if rc == 0:
+            return "ok", None
+        stderr = flow_dir / "client.stderr.txt"
+        detail = (": " + stderr.read_text(errors="replace").strip()[-300:]) if stderr.exists() else ""
+        status = "interrupted" if spec.get("timed_out") else "failed"
+        return status, (f"the command exited with {rc}" if rc is not None else "the command did not end") + detail
     if client is None:
         return "failed", "no client output"
     if client.ok and rc == 0:
@@ -247,7 +254,8 @@ def _flow_summary(cache: _Cache, topology: Topology, meta: dict[str, Any], spec:
                   checklist: Checklist | None) -> FlowSummary:
     name = spec["name"]
     flow_dir = cache.dir / "flows" / name
-    client, server = _iperf(flow_dir / "client.json"), _iperf(flow_dir / "server.json")
+    command = spec.get("tool") == "command"
+    client, server = (None, None) if command else (_iperf(flow_dir / "client.json"), _iperf(flow_dir / "server.json"))
     timing = (read_json(flow_dir / "timing.json") or {}).get("client") or {}
     started, ended, rc = timing.get("start"), timing.get("end"), timing.get("rc")
     reverse = bool(spec.get("reverse"))
@@ -265,7 +273,16 @@ def _flow_summary(cache: _Cache, topology: Topology, meta: dict[str, Any], spec:
     receiver_series = flow_sockets(cache.samples(receiver), receiver == spec["src"], client_ports, spec["port"],
                                    spec["protocol"])
     client_series = sender_series if sender == spec["src"] else receiver_series
+    completion = None  # the client's wall time: connect, the transfer, and iperf3's result exchange (about 2 RTT)
+    if (command and rc == 0) or (spec.get("bytes") and client and client.ok):
+        completion = round(ended - started, 3) if started and ended else None
+    udp = None
+    if spec.get("protocol") == "udp" and client and client.lost_packets is not None:
+        udp = UdpOutcome(jitter_ms=client.jitter_ms, lost_packets=client.lost_packets, packets=client.packets,
+                         loss_percent=client.lost_percent)
     return FlowSummary(
+        tool=spec.get("tool") if spec.get("tool") not in (None, "iperf3") else None,
+        bitrate_bps=spec.get("bitrate"), bytes_requested=spec.get("bytes"), completion_s=completion, udp=udp,
         **{key: spec.get(key) for key in SPEC_KEYS},
         status=status, error=error, client_rc=rc, started_at=started, ended_at=ended, goodput_bps=goodput,
         sent_bps=client.sent_bps if client else None,
@@ -284,12 +301,12 @@ def _subflow_outcome(cache: _Cache, spec: dict[str, Any], client_ports: list[int
                      expected: FlowChecklist | None) -> SubflowOutcome:
     established_in_samples = [key for key, points in client_series.items()
                               if any(sock.state == "ESTAB" for _, sock in points)]
-    out = SubflowOutcome(expected=expected.expected_subflows if expected else 1 if spec["protocol"] == "tcp" else None,
+    out = SubflowOutcome(expected=expected.expected_subflows if expected else 1 if spec["protocol"] != "mptcp" else None,
                          seen_in_samples=len(established_in_samples) if client_series else None,
                          failed_attempts=failed_attempts(client_series))
     if spec["protocol"] != "mptcp":
         out.established = 1 if client_series or spec.get("launched") else None
-        out.source = "tcp: one path"
+        out.source = f"{spec['protocol']}: one path"
         return out
     for node in (spec["src"], spec["dst"]):
         events = cache.monitor(node)
@@ -316,6 +333,20 @@ def _baseline(flow: FlowSummary, flows: list[FlowSummary]) -> Baseline | None:
                     sum_bps=total, ratio=(flow.goodput_bps or 0) / total if total else None)
 
 
+def _fairness(flows: list[FlowSummary]) -> Fairness | None:
+    """Each flow's share of the summed goodput of the run's flows (not baselines) that ended ok,
+    and Jain's index over them; None with fewer than two. Sets each flow's ``share``."""
+    measured = [flow for flow in flows if flow.role != "baseline" and flow.status == "ok" and flow.goodput_bps]
+    if len(measured) < 2:
+        return None
+    total = sum(flow.goodput_bps or 0.0 for flow in measured)
+    squares = sum((flow.goodput_bps or 0.0) ** 2 for flow in measured)
+    for flow in measured:
+        flow.share = round((flow.goodput_bps or 0.0) / total, 4)
+    return Fairness(flows=[flow.name for flow in measured], shares={flow.name: flow.share or 0.0 for flow in measured},
+                    jain_index=round(total * total / (len(measured) * squares), 4))
+
+
 def _monitors(cache: _Cache, meta: dict[str, Any]) -> dict[str, MonitorSummary]:
     requested = meta.get("monitors_requested", [])
     out = {}
@@ -339,6 +370,7 @@ def build_summary(results_dir: Path) -> Summary:
     for flow in flows:
         if flow.protocol == "mptcp":
             flow.baseline = _baseline(flow, flows)
+    fairness = _fairness(flows)
     probe = state.get("probe") or {}
     reasons = list(meta.get("reasons", []))
     reasons += [f"flow {flow.name}: {flow.status}" + (f" ({flow.error})" if flow.error else "")
@@ -349,7 +381,8 @@ def build_summary(results_dir: Path) -> Summary:
         kernel=probe.get("kernel"), iproute2=probe.get("iproute2"), iperf3=probe.get("iperf3"),
         netem=probe.get("netem"), impairments_dropped=state.get("impairments_dropped"),
         dropped_links=state.get("dropped_links"), mptcp_tool=meta.get("mptcp_tool"),
-        sample_period=meta.get("sample_period"), monitors=_monitors(cache, meta), flows=flows,
+        sample_period=meta.get("sample_period"), monitors=_monitors(cache, meta), flows=flows, fairness=fairness,
+        captures=sorted(f"captures/{path.name}" for path in (results_dir / "captures").glob("*.pcap")) or None,
     )
     _add_events(results_dir, summary, topology, meta, state, cache)
     if checklist is not None:

@@ -43,14 +43,37 @@ def _flow_row(flow: FlowSummary) -> list[object]:
             flow.retransmits if flow.retransmits is not None else "-", "\n".join(rtts) or "-"]
 
 
+def _traffic_notes(summary: Summary) -> list[str]:
+    """UDP loss and jitter, completion times of sized and command flows, the flows' shares."""
+    notes = []
+    for flow in summary.flows:
+        if flow.udp is not None:
+            asked = f" of {_rate(flow.bitrate_bps)} asked" if flow.bitrate_bps else ""
+            notes.append(f"{flow.name} (udp): {_rate(flow.goodput_bps)} received{asked}, loss "
+                         f"{flow.udp.loss_percent if flow.udp.loss_percent is not None else '-'}% "
+                         f"({flow.udp.lost_packets}/{flow.udp.packets} datagrams), jitter "
+                         f"{flow.udp.jitter_ms:.2f} ms" if flow.udp.jitter_ms is not None else "")
+        if flow.completion_s is not None:
+            what = f"{_size(flow.bytes_requested)} " if flow.bytes_requested else "its command "
+            notes.append(f"{flow.name}: {what}completed in {flow.completion_s:.2f} s")
+    if summary.fairness is not None:
+        shares = ", ".join(f"{name} {share * 100:.1f}%" for name, share in summary.fairness.shares.items())
+        notes.append(f"shares of the flows' summed goodput: {shares}; Jain's index "
+                     f"{summary.fairness.jain_index:.3f}")
+    return [note for note in notes if note]
+
+
 def _notes(summary: Summary) -> list[str]:
-    notes = _event_notes(summary)
+    notes = _event_notes(summary) + _traffic_notes(summary)
     for flow in summary.flows:
         base = flow.baseline
         if base and base.ratio is not None:
             parts = " + ".join(_rate(path.goodput_bps) for path in base.paths)
             notes.append(f"{flow.name}: MPTCP {_rate(flow.goodput_bps)} = {base.ratio:.3f} of single-path TCP "
                          f"{_rate(base.sum_bps)} ({parts})")
+    if summary.captures:
+        notes.append(f"packet captures: {', '.join(summary.captures)} (Wireshark: Statistics > Conversations, "
+                     "filter 'mptcp', Analyze > Expert info; see docs/experiments.md#packet-capture)")
     if summary.impairments_dropped:
         notes.append("note: delay/jitter/loss were dropped on " + ", ".join(summary.dropped_links or [])
                      + " (no netem in the kernel): rates only")

@@ -21,6 +21,7 @@ from .units import (
     format_percent,
     format_rate,
     format_time_us,
+    parse_bytes,
     parse_percent,
     parse_rate,
     parse_seconds,
@@ -30,7 +31,7 @@ from .units import (
 TOP_KEYS = {
     "name", "routing", "source_routing", "address_pool", "link_prefix",
     "allow_no_impairments", "nodes", "links", "flows", "events", "description",
-    "engines", "placement", "overlays", "mtu",
+    "engines", "placement", "overlays", "mtu", "snaplen",
 }
 ENGINE_KEYS = {"host", "context"}
 NODE_KEYS = {"kind", "image", "sysctls", "mptcp", "routes", "routing", "source_routing", "privileged", "engine"}
@@ -43,10 +44,11 @@ SHAPING_KEYS = SET_KEYS | {"trace"}
 EVENT_KEYS = {"t", "every", "until", "link", "node", "from", "label", *EVENT_ACTIONS}
 ENDPOINT_CHANGE_KEYS = {"interface", "flags", "remove"}
 LINK_KEYS = {"name", "endpoints", "subnet", "egress", "cost"} | SHAPING_KEYS
-LINK_END_KEYS = {"node", "interface", "address"}
+LINK_END_KEYS = {"node", "interface", "address", "capture"}
 FLOW_KEYS = {
     "name", "src", "dst", "src_address", "dst_address", "start", "duration", "stop",
-    "streams", "protocol", "congestion", "tool", "port", "reverse", "baseline",
+    "streams", "protocol", "congestion", "tool", "port", "reverse", "baseline", "bitrate", "bytes", "command",
+    "server",
 }
 
 
@@ -170,6 +172,8 @@ def _topology(reader: _Reader, data: dict[str, Any], name: str | None) -> Topolo
         topology.address_pool = reader.string(data["address_pool"], "address_pool")
     if "link_prefix" in data:
         topology.link_prefix = reader.integer(data["link_prefix"], "link_prefix")
+    if "snaplen" in data:
+        topology.snaplen = reader.integer(data["snaplen"], "snaplen")
     if "allow_no_impairments" in data:
         topology.allow_no_impairments = reader.boolean(data["allow_no_impairments"], "allow_no_impairments")
     for key in ("placement", "overlays"):
@@ -378,6 +382,7 @@ def _link_end(reader: _Reader, spec: Any, path: str) -> LinkEnd:
         node=reader.string(spec["node"], f"{path}.node"),
         interface=reader.string(spec["interface"], f"{path}.interface") if spec.get("interface") else None,
         address=reader.string(spec["address"], f"{path}.address") if spec.get("address") else None,
+        capture=reader.boolean(spec["capture"], f"{path}.capture") if "capture" in spec else False,
     )
 
 
@@ -432,6 +437,18 @@ def _flow(reader: _Reader, spec: Any, path: str) -> Flow:
         flow.reverse = reader.boolean(spec["reverse"], f"{path}.reverse")
     if "baseline" in spec:
         flow.baseline = reader.boolean(spec["baseline"], f"{path}.baseline")
+    if spec.get("bitrate") is not None:
+        flow.bitrate = reader.unit(parse_rate, spec["bitrate"], f"{path}.bitrate")
+    if spec.get("bytes") is not None:
+        flow.bytes = reader.unit(parse_bytes, spec["bytes"], f"{path}.bytes")
+    for key in ("command", "server"):
+        if spec.get(key) is None:
+            continue
+        if isinstance(spec[key], str):
+            raise reader.error(f"{path}.{key}", f"{key} is one text, not an argument list (no shell runs it)",
+                               f"write a list, e.g. {key}: [curl, -s, 'http://{{dst_address}}:{{port}}/']")
+        setattr(flow, key, [reader.string(arg, f"{path}.{key}[{i}]")
+                            for i, arg in enumerate(reader.sequence(spec[key], f"{path}.{key}"))])
     return flow
 
 
@@ -492,8 +509,9 @@ def _node_dict(node: Node) -> dict[str, Any]:
 
 
 def _end_value(end: LinkEnd) -> Any:
-    if end.address:
-        return {"node": end.node, **({"interface": end.interface} if end.interface else {}), "address": end.address}
+    if end.address or end.capture:
+        return {"node": end.node, **({"interface": end.interface} if end.interface else {}),
+                **({"address": end.address} if end.address else {}), **({"capture": True} if end.capture else {})}
     return f"{end.node}:{end.interface}" if end.interface else end.node
 
 
@@ -516,10 +534,11 @@ def _flow_dict(flow: Flow) -> dict[str, Any]:
     defaults = Flow(src=flow.src, dst=flow.dst)
     out: dict[str, Any] = {}
     for key in ("name", "src", "dst", "src_address", "dst_address", "start", "duration", "streams",
-                "protocol", "congestion", "tool", "port", "reverse", "baseline"):
+                "protocol", "congestion", "tool", "port", "reverse", "baseline", "bitrate", "bytes", "command",
+                "server"):
         value = getattr(flow, key)
         if key in ("src", "dst") or (value is not None and value != getattr(defaults, key)):
-            out[key] = value
+            out[key] = list(value) if isinstance(value, list) else value
     return out
 
 
@@ -560,7 +579,7 @@ def topology_to_dict(topology: Topology) -> dict[str, Any]:
     out: dict[str, Any] = {"name": topology.name}
     defaults = Topology(name=topology.name)
     for key in ("routing", "source_routing", "address_pool", "link_prefix", "allow_no_impairments",
-                "placement", "overlays", "mtu"):
+                "placement", "overlays", "mtu", "snaplen"):
         value = getattr(topology, key)
         if value != getattr(defaults, key):
             out[key] = value

@@ -17,7 +17,8 @@ NodeKind = Literal["host", "router"]
 RoutingMode = Literal["static", "auto"]
 EndpointFlag = Literal["signal", "subflow", "backup", "fullmesh"]
 ENDPOINT_FLAGS: tuple[str, ...] = ("signal", "subflow", "backup", "fullmesh")
-PROTOCOLS: tuple[str, ...] = ("mptcp", "tcp")
+PROTOCOLS: tuple[str, ...] = ("mptcp", "tcp", "udp")
+TOOLS: tuple[str, ...] = ("iperf3", "command")
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,7 @@ class LinkEnd:
     node: str
     interface: str | None = None  # default: eth0, eth1, ... in link order on that node
     address: str | None = None  # default: assigned from the link's subnet
+    capture: bool = False  # run: tcpdump on this interface into captures/<node>-<interface>.pcap
 
 
 @dataclass
@@ -198,6 +200,10 @@ class Flow:
     port: int | None = None  # default: 5201, 5202, ... per destination node
     reverse: bool = False  # iperf3 -R: the server sends
     baseline: bool = False  # mptcp only: afterwards, single-path TCP over each of its paths, for comparison
+    bitrate: int | None = None  # bit/s: iperf3 -b (udp: the target rate; iperf3's default is 1 Mbit/s)
+    bytes: int | None = None  # iperf3 -n: a sized flow; its completion time is reported; duration is its deadline
+    command: list[str] = field(default_factory=list)  # tool: command: the client's argv (under mptcpize for mptcp)
+    server: list[str] = field(default_factory=list)  # tool: command: the server's argv ([] = no server)
 
 
 EVENT_ACTIONS: tuple[str, ...] = ("state", "blackhole", "set", "endpoint", "limits")
@@ -292,6 +298,7 @@ class Topology:
     placement: str = "manual"  # manual: unplaced nodes go to the first engine; auto: balanced partition
     overlays: str = "crossing"  # crossing: overlays only for links between engines; all: every link
     mtu: int | None = None  # pinned on every interface; validate sets OVERLAY_MTU when a link is an overlay
+    snaplen: int = 200  # bytes kept per captured packet (headers with every TCP option)
     source: str | None = None  # the file this topology came from (for errors)
     locations: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
 

@@ -13,6 +13,8 @@ _RATE_SCALE = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
 _TIME_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|ms|s)?\s*$", re.IGNORECASE)
 _TIME_SCALE = {"us": 1, "ms": 1_000, "s": 1_000_000}
 _PERCENT_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%?\s*$")
+_BYTES_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?\s*$", re.IGNORECASE)
+_BYTES_SCALE = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
 
 
 class UnitError(ValueError):
@@ -44,6 +46,24 @@ def parse_rate(value: object) -> int:
     if bits < 8:
         raise UnitError(f"rate {value!r} is too small", "write at least 8bit; a link rate is usually kbit..gbit")
     return int(round(bits))
+
+
+def parse_bytes(value: object) -> int:
+    """'10M' -> 10485760 bytes (K/M/G as iperf3 -n reads them: powers of 1024). Plain numbers are bytes."""
+    if isinstance(value, bool):
+        raise UnitError(f"{value!r} is not a size", "write a size such as 10M, 500K or 1G (bytes)")
+    if isinstance(value, (int, float)):
+        if value <= 0:
+            raise UnitError(f"size {value!r} must be positive", "write a size such as 10M")
+        return int(value)
+    match = _BYTES_RE.match(str(value))
+    if not match:
+        raise UnitError(f"{value!r} is not a size", "write a size such as 10M, 500K or 1G (bytes)")
+    number, prefix, _ = match.groups()
+    size = int(round(float(number) * _BYTES_SCALE[prefix.lower()]))
+    if size < 1:
+        raise UnitError(f"size {value!r} is too small", "write at least 1 byte, e.g. 100K")
+    return size
 
 
 def parse_time_us(value: object, *, what: str = "delay") -> int:

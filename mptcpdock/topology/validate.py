@@ -13,7 +13,8 @@ import re
 from collections import Counter
 
 from ..errors import TopologyError
-from .model import ENDPOINT_FLAGS, OVERLAY_MODES, OVERLAY_MTU, PLACEMENTS, PROTOCOLS, Event, Link, Topology
+from .model import (ENDPOINT_FLAGS, OVERLAY_MODES, OVERLAY_MTU, PLACEMENTS, PROTOCOLS, TOOLS, Event, Flow, Link,
+                    Topology)
 from .placement import place
 
 LAB_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,23}$")
@@ -80,6 +81,9 @@ def _check_top(check: _Checker, topo: Topology) -> None:
     if not 8 <= topo.link_prefix <= 31 or topo.link_prefix < pool.prefixlen:
         raise check.fail("link_prefix", f"link_prefix {topo.link_prefix} does not fit the pool {pool}",
                          f"use a prefix length between {pool.prefixlen} and 31, e.g. 24")
+    if not 68 <= topo.snaplen <= 262144:
+        raise check.fail("snaplen", f"snaplen {topo.snaplen} out of range",
+                         "write 68..262144 (bytes per captured packet; 200 keeps the headers with every TCP option)")
 
 
 def _check_nodes(check: _Checker, topo: Topology) -> None:
@@ -382,6 +386,45 @@ def _check_routes(check: _Checker, topo: Topology) -> None:
                 raise check.fail(f"{field}.metric", f"metric {route.metric} out of range", "write 0..65535")
 
 
+#: The placeholders a command flow's argv may hold (each replaced inside its argument, no shell).
+COMMAND_PLACEHOLDERS = ("{dst_address}", "{src_address}", "{port}", "{duration}")
+
+
+def _check_flow_traffic(check: _Checker, flow: Flow, path: str) -> None:
+    """udp, bitrate, bytes and command flows: what goes with what."""
+    if flow.tool == "command":
+        if not flow.command:
+            raise check.fail(f"{path}.command", "tool: command needs the client's argument list",
+                             "write e.g. command: [curl, -s, -o, /dev/null, 'http://{dst_address}:{port}/']")
+        if flow.protocol == "udp":
+            raise check.fail(f"{path}.protocol", "a command flow is tcp or mptcp (mptcpize wraps TCP sockets)",
+                             "write protocol: tcp or mptcp, or use tool: iperf3 for UDP")
+        for key in ("bitrate", "bytes"):
+            if getattr(flow, key) is not None:
+                raise check.fail(f"{path}.{key}", f"{key} is an iperf3 option; a command flow sends what its "
+                                 "command sends", f"remove {key} or use tool: iperf3")
+        if flow.streams != 1 or flow.reverse or flow.congestion:
+            raise check.fail(path, "streams, reverse and congestion are iperf3 options", "remove them from the command flow")
+        for key in ("command", "server"):
+            for i, arg in enumerate(getattr(flow, key)):
+                for piece in re.findall(r"\{[a-z_]*\}", arg):
+                    if piece not in COMMAND_PLACEHOLDERS:
+                        raise check.fail(f"{path}.{key}[{i}]", f"unknown placeholder {piece}",
+                                         "use " + ", ".join(COMMAND_PLACEHOLDERS))
+    else:
+        for key in ("command", "server"):
+            if getattr(flow, key):
+                raise check.fail(f"{path}.{key}", f"{key} is for tool: command flows", "add 'tool: command' or remove it")
+    if flow.protocol == "udp":
+        if flow.congestion:
+            raise check.fail(f"{path}.congestion", "UDP has no congestion control", "remove congestion")
+        if flow.baseline:
+            raise check.fail(f"{path}.baseline", "baseline compares an MPTCP flow with single-path TCP",
+                             "remove 'baseline' or use protocol: mptcp")
+    if flow.bitrate is not None and flow.bitrate < 1000:
+        raise check.fail(f"{path}.bitrate", f"bitrate {flow.bitrate} bit/s is too small", "write e.g. 5mbit")
+
+
 def _resolve_flows(check: _Checker, topo: Topology) -> None:
     names: Counter[str] = Counter()
     ports: dict[tuple[str, int], str] = {}
@@ -395,9 +438,10 @@ def _resolve_flows(check: _Checker, topo: Topology) -> None:
         if flow.src == flow.dst:
             raise check.fail(path, "a flow from a node to itself", "pick two different nodes")
         if flow.protocol not in PROTOCOLS:
-            raise check.fail(f"{path}.protocol", f"unknown protocol {flow.protocol!r}", "write mptcp or tcp")
-        if flow.tool != "iperf3":
-            raise check.fail(f"{path}.tool", f"unknown tool {flow.tool!r}", "write iperf3")
+            raise check.fail(f"{path}.protocol", f"unknown protocol {flow.protocol!r}", "write mptcp, tcp or udp")
+        if flow.tool not in TOOLS:
+            raise check.fail(f"{path}.tool", f"unknown tool {flow.tool!r}", "write iperf3 or command")
+        _check_flow_traffic(check, flow, path)
         if flow.protocol == "mptcp":
             for key in ("src", "dst"):
                 if not topo.nodes[getattr(flow, key)].mptcp.enabled:
