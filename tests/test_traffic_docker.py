@@ -85,5 +85,5 @@ def test_fairness_example_reports_both_flows_shares(tmp_path: Path):
           f"subflows), tcp {tcp.share} ({tcp.goodput_bps / 1e6:.2f} Mbit/s), Jain {fairness.jain_index}")
     assert mptcp.subflows.established == 2
     assert abs(mptcp.share + tcp.share - 1) < 0.01
-    assert 8e6 < mptcp.goodput_bps + tcp.goodput_bps < 10e6  # one 10 Mbit/s bottleneck
+    assert 8e6 < mptcp.goodput_bps + tcp.goodput_bps < 10.5e6  # one 10 Mbit/s bottleneck (iperf3 counts a little over)
     assert mptcp.share > tcp.share  # two uncoupled subflows take more than one TCP flow
