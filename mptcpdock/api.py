@@ -50,7 +50,7 @@ from .runtime.apply import UpResult
 from .runtime.docker_api import ExecResult, run_exec
 from .runtime.state import LabState
 from .topology.loader import load_topology, topology_to_yaml
-from .topology.model import Endpoint, EndpointChange, Event, Flow, Link, LinkEnd, Mptcp, Node, Route, Shaping, Topology
+from .topology.model import Endpoint, EndpointChange, EngineSpec, Event, Flow, Link, LinkEnd, Mptcp, Node, Route, Shaping, Topology
 from .topology.traces import TraceError, load_trace
 from .topology.units import UnitError, parse_bytes, parse_percent, parse_rate, parse_seconds, parse_time_us
 from .topology.validate import validate
@@ -382,11 +382,13 @@ class Lab:
 
     def __init__(self, name: str, *, routing: str = "static", source_routing: bool | None = None,
                  address_pool: str = "10.0.0.0/8", link_prefix: int = 24,
-                 allow_no_impairments: bool = False) -> None:
+                 allow_no_impairments: bool = False, placement: str = "manual", overlays: str = "crossing",
+                 mtu: int | None = None) -> None:
         source, line = caller_location()
         self.topology = Topology(name=name, routing=routing, source_routing=source_routing,  # type: ignore[arg-type]
                                  address_pool=address_pool, link_prefix=link_prefix,
-                                 allow_no_impairments=allow_no_impairments, source=source)
+                                 allow_no_impairments=allow_no_impairments, source=source,
+                                 placement=placement, overlays=overlays, mtu=mtu)
         if line:
             self.topology.locations["name"] = line
 
@@ -411,12 +413,21 @@ class Lab:
     def name(self, value: str) -> None:
         self.topology.name = value
 
-    # nodes, links, flows --------------------------------------------------------------------
-    def host(self, name: str, *, image: str | None = None, mptcp: bool = True) -> NodeRef:
-        return self._add_node(name, "host", image, mptcp)
+    # engines (docs/multi-host.md) -------------------------------------------------------------
+    def engine(self, name: str, *, host: str | None = None, context: str | None = None) -> str:
+        """Declare an engine (``engines: {NAME: {host: URL}}``); neither: the environment's. Returns
+        ``name``, for ``host(..., engine=name)``."""
+        self.topology.engines[name] = EngineSpec(name=name, host=host, context=context)
+        self._locate(f"engines.{name}")
+        return name
 
-    def router(self, name: str, *, image: str | None = None, mptcp: bool = True) -> NodeRef:
-        return self._add_node(name, "router", image, mptcp)
+    # nodes, links, flows --------------------------------------------------------------------
+    def host(self, name: str, *, image: str | None = None, mptcp: bool = True, engine: str | None = None) -> NodeRef:
+        return self._add_node(name, "host", image, mptcp, engine)
+
+    def router(self, name: str, *, image: str | None = None, mptcp: bool = True,
+               engine: str | None = None) -> NodeRef:
+        return self._add_node(name, "router", image, mptcp, engine)
 
     def node(self, name: str) -> NodeRef:
         if name not in self.topology.nodes:
@@ -427,12 +438,13 @@ class Lab:
     def nodes(self) -> list[NodeRef]:
         return [NodeRef(self, name) for name in self.topology.nodes]
 
-    def _add_node(self, name: str, kind: str, image: str | None, mptcp: bool) -> NodeRef:
+    def _add_node(self, name: str, kind: str, image: str | None, mptcp: bool, engine: str | None = None) -> NodeRef:
         if name in self.topology.nodes:
             raise TopologyError(f"node {name!r} exists already", field=f"nodes.{name}",
                                 source=self.topology.source, line=caller_location()[1],
                                 fix="give every node its own name")
-        self.topology.nodes[name] = Node(name=name, kind=kind, image=image, mptcp=Mptcp(enabled=mptcp))  # type: ignore[arg-type]
+        self.topology.nodes[name] = Node(name=name, kind=kind, image=image, mptcp=Mptcp(enabled=mptcp),  # type: ignore[arg-type]
+                                         engine=engine)
         self._locate(f"nodes.{name}")
         return NodeRef(self, name)
 

@@ -153,3 +153,32 @@ def test_up_refuses_a_declared_engine_it_does_not_reach(monkeypatch: pytest.Monk
     finally:
         monkeypatch.undo()
         docker_api.select_engine(None)
+
+
+def test_the_python_api_places_nodes_like_the_yaml() -> None:
+    from mptcpdock.api import Lab
+    lab = Lab("pysplit", placement="auto")
+    local, vm = lab.engine("local"), lab.engine("vm", host="tcp://127.0.0.1:2375")
+    h1, r1 = lab.host("h1"), lab.router("r1", engine=local)
+    r2, h2 = lab.router("r2"), lab.host("h2", engine=vm)
+    lab.link(h1, r1)
+    lab.link(r1, r2)
+    lab.link(r2, h2)
+    lab.link(r2, h2)
+    topo = validate(lab.topology)
+    assert {n: node.engine for n, node in topo.nodes.items()} == {"h1": "local", "r1": "local", "r2": "vm",
+                                                                  "h2": "vm"}
+    text = lab.to_yaml()
+    assert "engines:" in text and "placement: auto" in text and "engine: vm" in text
+    assert validate(load_topology_text(text)).nodes["r2"].engine == "vm"
+
+
+def test_plan_command_prints_the_placement(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+    from mptcpdock.cli.main import main
+    path = tmp_path / "split.yaml"
+    path.write_text(topology_to_yaml(ex1(TWO, h2="vm", r2="vm")))
+    result = CliRunner().invoke(main, ["plan", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "1 of 4 links cross engines; 1 overlay networks, 3 bridges" in result.output
+    assert "ip link set dev etr2a mtu 1450" in result.output
