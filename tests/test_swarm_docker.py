@@ -10,6 +10,7 @@ reach anything outside the lab, every ping the routes allow answers, MPTCP aggre
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Iterator
 
@@ -69,6 +70,8 @@ def test_every_link_is_an_internal_attachable_overlay(lab: UpResult) -> None:
     for network in networks:
         assert (network["Driver"], network["Scope"], network["Internal"], network["Attachable"]) == \
             ("overlay", "swarm", True, True), network["Name"]
+        subnet = ipaddress.IPv4Network(network["IPAM"]["Config"][0]["Subnet"])
+        assert subnet.subnet_of(docker_api.OVERLAY_CARRIER_POOL), subnet  # apart from bridges' blocks
 
 
 def test_every_interface_has_the_pinned_mtu(lab: UpResult) -> None:

@@ -409,7 +409,7 @@ def create_link_network(lab: str, link: str, carriers: docker_api.CarrierAllocat
     ``up`` (another process) took this one first. Returns (network name, carrier block)."""
     name = network_name(lab, link)
     for attempt in range(CARRIER_ATTEMPTS):
-        subnet = carriers.claim()
+        subnet = carriers.claim(driver)
         try:
             docker_api.create_network(name, bridge_name(lab, link), subnet, _labels(lab, "link", **{LABEL_LINK: link}),
                                       driver)

@@ -38,6 +38,12 @@ LABEL_ROLE = "io.mptcpdock.role"  # node | link | probe
 #: Docker's bookkeeping apart from the link subnets users choose (which may repeat across labs).
 CARRIER_POOL = ipaddress.IPv4Network("100.64.0.0/10")
 CARRIER_PREFIX = 29  # Docker reserves .1 as gateway; /29 leaves room for the two ends
+#: Overlays take their carrier blocks from the top of the pool, bridges from the bottom. A
+#: swarm overlay enters this engine's local address space only when its first container
+#: attaches, so a bridge another process creates in between on the same block is accepted,
+#: and the attachment then fails ("Pool overlaps", seen as a 20 s "context deadline
+#: exceeded"). Apart, the two kinds never meet until one of them has used 8192 blocks.
+OVERLAY_CARRIER_POOL = ipaddress.IPv4Network("100.127.0.0/16")
 
 
 #: HTTP connections the shared client keeps; above the runtime's thread count.
@@ -222,10 +228,17 @@ class CarrierAllocator:
         end = start + self._size - 1
         return not any(low <= end and start <= high for low, high in self._ranges)
 
-    def claim(self) -> ipaddress.IPv4Network:
+    def claim(self, driver: str = "bridge") -> ipaddress.IPv4Network:
+        """A free block: from the top of :data:`OVERLAY_CARRIER_POOL` downwards for an overlay,
+        from the bottom of the pool upwards (below the overlays' range) for a bridge."""
         base = int(CARRIER_POOL.network_address)
+        overlay_start = (int(OVERLAY_CARRIER_POOL.network_address) - base) // self._size
+        if driver == "overlay":
+            indexes = range(CARRIER_POOL.num_addresses // self._size - 1, overlay_start - 1, -1)
+        else:
+            indexes = range(overlay_start)
         with _claims_lock:
-            for index in range(CARRIER_POOL.num_addresses // self._size):
+            for index in indexes:
                 start = base + index * self._size
                 if self._free(start):
                     _claimed.add(start)
