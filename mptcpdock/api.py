@@ -44,6 +44,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from .errors import TopologyError
 from .experiment.runner import RunResult, run_experiment
+from .experiment.sweep import SweepResult, run_sweep
 from .plan.commands import Plan
 from .runtime import lab as lab_api
 from .runtime.apply import UpResult
@@ -599,6 +600,18 @@ class Lab:
                               progress=progress, bring_up_if_needed=bring_up_if_needed,
                               allow_no_impairments=allow, baseline=baseline, plots=plots, capture=capture,
                               snaplen=snaplen)
+
+    def sweep(self, sets: Mapping[str, Sequence[str]], *, repeat: int = 1, duration: float | None = None,
+              results_root: str | Path = Path("results"), progress: Progress = _quiet,
+              allow_no_impairments: bool | None = None, plots: bool = True) -> SweepResult:
+        """``mptcpdock sweep``: every point of the grid ``sets`` ({PATH: [values]}, e.g.
+        ``{"links.r2-h2-2.rate": ["5mbit", "10mbit"]}``), ``repeat`` times each; the lab is kept
+        (shaping changed in place) where only shaping or flows change."""
+        stop_if_capturing(self.topology)
+        allow = self.topology.allow_no_impairments if allow_no_impairments is None else allow_no_impairments
+        return run_sweep(self.topology, [(path, [str(v) for v in values]) for path, values in sets.items()],
+                         repeat=repeat, duration=duration, results_root=Path(results_root), progress=progress,
+                         allow_no_impairments=allow, plots=plots)
 
     def down(self, progress: Progress = _quiet) -> tuple[int, int]:
         """Remove the lab's containers and networks (idempotent): (containers, networks)."""

@@ -17,6 +17,7 @@ from .image import image
 from .lab import down, exec_, plan, status, up
 from .routes import routes_command
 from .run import report_command, run_command
+from .sweep import sweep_command
 from .swarm import swarm
 
 
@@ -60,6 +61,6 @@ def main(context: str | None) -> None:
         docker_api.select_engine(context)
 
 
-for command in (up, down, status, exec_, plan, image, export_command, run_command, report_command, routes_command,
-                doctor, swarm):
+for command in (up, down, status, exec_, plan, image, export_command, run_command, report_command, sweep_command,
+                routes_command, doctor, swarm):
     main.add_command(command)

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import LabNotFound
+from ..errors import LabNotFound, RuntimeFailure
 from ..plan.commands import Plan, make_plan
-from ..topology.loader import load_topology
+from ..topology.loader import load_topology, topology_to_yaml
 from ..topology.model import Topology
 from ..topology.validate import validate
 from . import apply, docker_api
 from .apply import Progress, UpResult
 from .engine import EngineMismatch, mismatch
 from .image import image_info
-from .state import LabState, find_state, known_labs, load_state, state_dir
+from .state import LabState, find_state, known_labs, load_state, save_state, state_dir
 
 
 def prepare(topology: Topology) -> Plan:
@@ -112,3 +112,43 @@ def status_rows() -> list[list[object]]:
 
 def docker_reachable() -> None:
     docker_api.client()
+
+
+def _tc_shape(line: str) -> tuple[str, ...]:
+    """What a tc line adds, without its parameters: ('qdisc', 'dev', 'eth0', 'parent', '1:1', 'handle',
+    '10:', 'netem'). Two lines of the same shape can be changed into each other in place."""
+    tokens = line.split()
+    anchor = "classid" if tokens and tokens[0] == "class" else "handle"
+    end = tokens.index(anchor) + 3 if anchor in tokens else len(tokens)
+    return (tokens[0], *tokens[2:end]) if len(tokens) > 1 else tuple(tokens)
+
+
+def reshape(state: LabState, topology: Topology, progress: Progress = lambda _: None) -> list[tuple[str, str]] | None:
+    """Change a running lab's shaping in place (``tc qdisc/class change``) to ``topology``'s
+    (a validated topology with the same nodes and links); the lab's state then records it.
+
+    Returns the (node, tc arguments) changes applied, or None, changing nothing, when the qdiscs'
+    layout differs (say a netem leaf that was a pfifo): the lab must then be brought up anew.
+    A tc error is raised with its own message (the lab is left as far as it got)."""
+    have = make_plan(state.topology(), drop_impairments=state.impairments_dropped)
+    want = make_plan(topology, drop_impairments=state.impairments_dropped)
+    changes: list[tuple[str, str]] = []
+    for name, node in want.nodes.items():
+        old = [line for line in have.nodes[name].tc_lines() if not line.startswith("#")]
+        new = [line for line in node.tc_lines() if not line.startswith("#")]
+        if len(old) != len(new) or any(_tc_shape(a) != _tc_shape(b) for a, b in zip(old, new)):
+            return None
+        changes += [(name, b) for a, b in zip(old, new) if a != b]
+    applied = []
+    for name, line in changes:
+        tokens = line.split()
+        argv = ["tc", tokens[0], "change", *tokens[2:]]
+        progress(f"{name}: {' '.join(argv)}")
+        applied.append((name, " ".join(argv[1:])))
+        result = docker_api.run_exec(state.container(name), argv)
+        if result.exit_code != 0:
+            raise RuntimeFailure(f"changing the shaping of lab {state.lab!r} in place failed on {name}: "
+                                 f"{' '.join(argv)}: {(result.stderr or result.stdout).strip()}")
+    state.topology_yaml = topology_to_yaml(topology)
+    save_state(state)
+    return applied
