@@ -226,6 +226,7 @@ def test_an_endpoint_backup_flip_sends_mp_prio_and_the_monitor_shows_it(tmp_path
                           label="backup becomes regular")]
     model.flows = [item for item in model.flows if item.protocol == "mptcp"]
     model.flows[0].duration = 7
+    model.flows[0].baseline = True  # the baselines run after the lab is put back
     with running_lab(model, "t9-prio"):
         result = run(model, tmp_path)
     item = flow(result.summary, "mptcp")
@@ -234,6 +235,12 @@ def test_an_endpoint_backup_flip_sends_mp_prio_and_the_monitor_shows_it(tmp_path
     assert flip["counters"]["h2"]["MPPrioTx"] >= 1 and flip["counters"]["h1"]["MPPrioRx"] >= 1, flip["counters"]
     assert path_row(flip, "backup0")["share_before"] <= 0.05 < 0.3 <= path_row(flip, "backup0")["share_after"]
     assert "ip mptcp endpoint change id 1 nobackup" in (result.results_dir / "events.log").read_text()
+    restored = [line.split("\t") for line in (result.results_dir / "nodes" / "h2" / "events.log").read_text().splitlines()
+                if line.startswith("restore\t")]
+    assert restored and all(fields[4] == "0" for fields in restored), restored
+    baselines = [f for f in result.summary["flows"] if f["role"] == "baseline"]
+    assert baselines and all(f["status"] == "ok" for f in baselines)
+    assert max(int(fields[3]) / 1e6 for fields in restored) < min(f["started_at"] for f in baselines)
 
 
 def test_a_delay_event_fails_before_start_on_this_kernel_and_creates_nothing(kernel_probe, tmp_path: Path):

@@ -137,6 +137,32 @@ if [ "$left" -gt 0 ]; then sleep "$((left / 1000000)).$(printf %06d $((left % 10
 rm -f "$dir/$name.wait.pid"
 """ + _RECORDED_RUN
 
+#: Shell lines that apply RUN_DIR/restore.txt once (the lab as 'up' left it: tab-separated lines
+#: 'restore', ID, ip|tc, ARGS...), logging each line to events.log as the agent does, then
+#: rename it restore.applied. Shared by FINISH and RESTORE.
+_APPLY_RESTORE = r"""if [ -s "$dir/restore.txt" ]; then
+  tab=$(printf '\t')
+  while IFS= read -r line; do
+    set -f; saved=$IFS; IFS=$tab; set -- $line; IFS=$saved; set +f
+    [ $# -ge 3 ] || continue
+    id=$2; tool=$3; shift 3
+    start=$(date +%s%6N)
+    case "$tool" in ip|tc) out=$("$tool" "$@" 2>&1 </dev/null); rc=$? ;; *) out="unknown tool $tool"; rc=127 ;; esac
+    out=$(printf '%s' "$out" | tr '\n\t' '  ')
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$id" restore "$start" "$(date +%s%6N)" "$rc" "$tool $*" "$out" >> "$dir/events.log"
+  done < "$dir/restore.txt"
+  mv "$dir/restore.txt" "$dir/restore.applied"
+fi
+"""
+
+#: args: RUN_DIR. Stops the node's event agent and puts the lab back (before the baseline
+#: flows, which must run on the lab as 'up' made it).
+RESTORE = r"""set -u
+dir=$1
+[ -e "$dir/events.pid" ] && kill "$(cat "$dir/events.pid")" 2>/dev/null
+""" + _APPLY_RESTORE + r"""echo restored
+"""
+
 #: args: RUN_DIR GRACE. Waits up to GRACE seconds for clients and servers to end, then
 #: stops everything this run started on the node (monitor, sampler, event agent, leftovers)
 #: by pid, and applies RUN_DIR/restore.txt (the lab as 'up' left it: tab-separated lines
@@ -162,19 +188,7 @@ for f in "$dir"/*.pid; do
 done
 sleep 0.3
 for f in "$dir"/*.pid; do [ -e "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null; done
-if [ -s "$dir/restore.txt" ]; then
-  tab=$(printf '\t')
-  while IFS= read -r line; do
-    set -f; saved=$IFS; IFS=$tab; set -- $line; IFS=$saved; set +f
-    [ $# -ge 3 ] || continue
-    id=$2; tool=$3; shift 3
-    start=$(date +%s%6N)
-    case "$tool" in ip|tc) out=$("$tool" "$@" 2>&1 </dev/null); rc=$? ;; *) out="unknown tool $tool"; rc=127 ;; esac
-    out=$(printf '%s' "$out" | tr '\n\t' '  ')
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$id" restore "$start" "$(date +%s%6N)" "$rc" "$tool $*" "$out" >> "$dir/events.log"
-  done < "$dir/restore.txt"
-fi
-{
+""" + _APPLY_RESTORE + r"""{
   echo "date=$(date +%s.%N)"
   echo "## tc -s qdisc"; tc -s qdisc show
   echo "## nstat"; nstat -asz
@@ -222,8 +236,8 @@ done
 exit 0
 """
 
-SCRIPTS = {"AGENT": AGENT, "SERVER": SERVER, "CLIENT": CLIENT, "FINISH": FINISH, "CAT": CAT, "KILL": KILL,
-           "CAPTURE": CAPTURE}
+SCRIPTS = {"AGENT": AGENT, "SERVER": SERVER, "CLIENT": CLIENT, "RESTORE": RESTORE, "FINISH": FINISH, "CAT": CAT,
+           "KILL": KILL, "CAPTURE": CAPTURE}
 #: Scripts that need bash (the node image has it); they reach a node as an argument of one of
 #: the above (EVENTS: AGENT starts it), never as an exec of their own.
 BASH_SCRIPTS = {"EVENTS": EVENTS}

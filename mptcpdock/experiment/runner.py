@@ -573,6 +573,16 @@ def _baseline_flows(run: Run, checklist: Checklist, every_mptcp_flow: bool) -> l
     return out
 
 
+def _restore_before_baselines(run: Run) -> None:
+    """The baselines measure the lab as 'up' made it: each node with a schedule stops its
+    event agent and applies its restore lines now (FINISH then has nothing left to restore)."""
+    if run.events is None:
+        return
+    nodes = [node for node in run.agents if not run.events.schedules[node].empty]
+    parallel(lambda node: run.exec(node, _script("RESTORE") + [run.node_dir],
+                                   comment=f"{node}: put the lab back as 'up' left it, before the baselines"), nodes)
+
+
 def _finish_node(run: Run, node: str, grace: int) -> str:
     result = run.exec(node, _script("FINISH") + [run.node_dir, str(grace)],
                       comment=f"{node}: stop what this run started (pid files) after up to {grace} s")
@@ -790,6 +800,7 @@ def run_experiment(lab: str | None = None, topology: Topology | None = None, *, 
             extra = _baseline_flows(run, checklist, baseline)
             run.scheduled += extra
             if extra:
+                _restore_before_baselines(run)
                 _run_phase(run, extra, progress, "single-path TCP baseline")
     except KeyboardInterrupt:
         interrupted = True

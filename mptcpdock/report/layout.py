@@ -47,7 +47,7 @@ def arrange_files(results_dir: Path) -> None:
                 _move(path, results_dir / "captures" / f"{node}-{name[len('capture-'):]}")
             elif name.endswith(".pid") or name == "events.done" or (name == "events.err" and not path.stat().st_size):
                 path.unlink()
-            elif name in ("schedule.txt", "restore.txt"):  # what the node's event agent was given
+            elif name in ("schedule.txt", "restore.txt", "restore.applied"):  # what the event agent was given
                 suffix = "" if name == "schedule.txt" else "-restore"
                 _move(path, results_dir / "events" / "schedules" / f"{node}{suffix}.txt")
             else:
