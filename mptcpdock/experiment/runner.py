@@ -496,6 +496,15 @@ def _wait_for_flows(run: Run, items: list[ScheduledFlow], progress: Progress) ->
         time.sleep(0.2)
 
 
+def _node_clock(run: Run, node: str) -> float:
+    """The Docker host's clock (epoch seconds), read in ``node``."""
+    result = run.exec(node, ["date", "+%s%6N"], comment=f"{node}: the Docker host's clock, for t0")
+    text = result.stdout.strip()
+    if result.exit_code != 0 or not text.isdigit():
+        raise RuntimeFailure(f"reading the clock in {node!r} failed: {(result.stdout + result.stderr).strip()}")
+    return int(text) / 1e6
+
+
 def _lead(run: Run) -> float:
     """Seconds from the servers listening to t0: the agents start in between (8 at a time)."""
     return LEAD_SECONDS + 0.15 * math.ceil(len(run.agents) / 8)
@@ -509,8 +518,11 @@ def _run_phase(run: Run, items: list[ScheduledFlow], progress: Progress, title: 
     received = time.time()
     if not run.t0:
         known = [clock for clock in clocks if clock]
-        host = max(known) if known else received
-        run.clock_offset = host - received if known else 0.0
+        if not known:  # no server (command flows): ask a node for the Docker host's clock
+            known = [_node_clock(run, run.agents[0] if run.agents else items[0].flow.src)]
+            received = time.time()
+        host = max(known)
+        run.clock_offset = host - received
         run.t0 = host + _lead(run)
         progress(f"starting monitors, samplers{' and event agents' if run.events else ''} on {len(run.agents)} "
                  "node(s)")
