@@ -17,9 +17,10 @@ from .parsers import Sample, parse_samples
 from .records import Summary
 
 
-def _save(fig, path: Path) -> Path:
-    """Lay out, write the PNG and free the figure."""
-    fig.tight_layout()
+def _save(fig, path: Path, laid_out: bool = False) -> Path:
+    """Lay out (unless done), write the PNG and free the figure."""
+    if not laid_out:
+        fig.tight_layout()
     fig.savefig(path, dpi=100)
     _pyplot().close(fig)
     return path
@@ -61,18 +62,51 @@ def mark_events(ax, summary: Summary, labels: bool = True) -> None:
                         fontsize="x-small", color="0.25")
 
 
+PARTIAL = 0.5  #: an interval shorter than this share of the others is partial (iperf3's last one)
+
+
+def full_intervals(points: list[tuple[float, float]] | list[list[float]]) -> tuple[list[float], list[float], list[float]]:
+    """(edges, Mbit/s, left-out lengths) of one flow's ``[end time, bit/s]`` intervals.
+
+    iperf3 ends a test with a short interval (a few ms: the bytes after the last full second),
+    whose rate over a few packets is not comparable with the others: intervals shorter than
+    :data:`PARTIAL` of the usual length are left out. Each interval starts where the previous
+    one ended; the first one lasts the usual length."""
+    ends = [point[0] for point in points]
+    lengths = [b - a for a, b in zip(ends, ends[1:])]
+    usual = sorted(lengths)[len(lengths) // 2] if lengths else 1.0
+    lengths = [usual, *lengths]
+    edges: list[float] = []
+    rates: list[float] = []
+    dropped: list[float] = []
+    for (end, bps), length in zip(points, lengths):
+        if length < PARTIAL * usual:
+            dropped.append(length)
+            continue
+        if edges and abs(edges[-1] - (end - length)) > 1e-6:  # a gap (a dropped interval in between)
+            rates.append(float("nan"))
+            edges.append(end - length)
+        elif not edges:
+            edges.append(end - length)
+        rates.append(bps / 1e6)
+        edges.append(end)
+    return edges, rates, dropped
+
+
 def draw_throughput(path: Path, summary: Summary) -> Path | None:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(9, 4.5))
-    drawn = False
+    drawn, top = False, 0.0
+    dropped_notes = []
     for flow in summary.flows:
-        if not flow.intervals:
+        edges, rates, dropped = full_intervals(flow.intervals)
+        dropped_notes += [f"{flow.name} {length * 1000:.0f} ms" for length in dropped]
+        if not rates:
             continue
-        times = [time for time, _ in flow.intervals]
-        rates = [bps / 1e6 for _, bps in flow.intervals]
         label = f"{flow.name} ({flow.protocol})"
-        ax.step(times, rates, where="pre", label=label, linestyle="--" if flow.role == "baseline" else "-")
-        drawn = True
+        ax.stairs(rates, edges, label=label, baseline=None,
+                  linestyle="--" if flow.role == "baseline" else "-", linewidth=1.5)
+        drawn, top = True, max([top, *(rate for rate in rates if rate == rate)])
     if not drawn:
         plt.close(fig)
         return None
@@ -80,10 +114,14 @@ def draw_throughput(path: Path, summary: Summary) -> Path | None:
     ax.set_ylabel("goodput (Mbit/s)")
     mark_events(ax, summary)
     ax.set_title(f"Goodput per flow (iperf3 receiver, {0.1 if summary.events else 1:g} s intervals)")
-    ax.set_ylim(bottom=0)
+    ax.set_ylim(0, top * 1.2)  # room above the highest flow for the legend
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize="small")
-    return _save(fig, path)
+    ax.legend(fontsize="small", loc="upper right")
+    caption = ("iperf3's last, partial interval is left out: " + ", ".join(dropped_notes) if dropped_notes else
+               "every interval is a full one (a partial last interval would be left out)")
+    fig.text(0.01, 0.01, caption + ".", fontsize="small", color="0.35", ha="left", va="bottom")
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    return _save(fig, path, laid_out=True)
 
 
 def interface_rates(samples: list[Sample], interfaces: set[str]) -> dict[str, tuple[list[float], list[float]]]:
