@@ -7,17 +7,16 @@ the verdict: 0 labs run with impairments, 2 only without them (no netem), 1 not 
 
 from __future__ import annotations
 
-import json
 import sys
 
 import click
-from rich.markup import escape
+from rich.text import Text
 
 from .. import NODE_IMAGE
 from ..runtime.doctor import EXIT_NO_IMPAIRMENTS, EXIT_OK, MISSING, OK, Report, examine
-from .console import out, steps
+from .console import out, print_json, reporter, styled
 
-MARKS = {OK: "[green]ok     [/]", MISSING: "[bold red]MISSING[/]"}
+MARKS = {OK: ("ok     ", "green"), MISSING: ("MISSING", "bold red")}
 VERDICT_STYLE = {EXIT_OK: "green", EXIT_NO_IMPAIRMENTS: "yellow"}
 
 
@@ -29,24 +28,25 @@ def doctor(as_json: bool, image: str) -> None:
 
     Exit 0: labs can run with delay/jitter/loss; 2: only without them (no netem); 1: not at all
     (no engine, no node image, no MPTCP, no htb)."""
-    with steps("checking the Docker host") as progress:
+    with reporter() as progress:
         report = examine(image, progress)
     if as_json:
-        click.echo(json.dumps(report.to_dict(), indent=2))
+        print_json(report.to_dict())
     else:
-        out.print(render(report), soft_wrap=True)
+        out.print(render(report))
     sys.exit(report.exit_code)
 
 
-def render(report: Report) -> str:
-    """The checklist: one line per check, a fix line under what is missing or known bad."""
+def render(report: Report) -> Text:
+    """The checklist: one line per check, a fix line under what is missing or known bad
+    (styled on a terminal only; no text is read as markup)."""
     width = max(len(check.name) for check in report.checks)
-    lines = ["mptcpdock doctor: the Docker engine, its kernel and the node image", ""]
+    lines = [styled("mptcpdock doctor: the Docker engine, its kernel and the node image"), styled("")]
     for check in report.checks:
-        mark = MARKS.get(check.status, "[dim]info   [/]")
-        lines.append(f"  {mark}  {check.name:<{width}}  {escape(check.detail)}")
+        mark = MARKS.get(check.status, ("info   ", "dim"))
+        lines.append(styled("  ", mark, f"  {check.name:<{width}}  {check.detail}"))
         if check.fix:
-            lines.append(f"  {'':7}  {'':<{width}}  [cyan]fix:[/] {escape(check.fix)}")
+            lines.append(styled(f"  {'':7}  {'':<{width}}  ", ("fix:", "cyan"), f" {check.fix}"))
     style = VERDICT_STYLE.get(report.exit_code, "bold red")
-    lines += ["", f"[{style}]{escape(report.summary)}[/] (exit {report.exit_code})"]
-    return "\n".join(lines)
+    lines += [styled(""), styled((report.summary, style), f" (exit {report.exit_code})")]
+    return Text("\n").join(lines)

@@ -19,7 +19,7 @@ def image() -> None:
 @click.option("--create-base", type=click.Choice(["auto", "always", "never"]), default="auto",
               help="Create debian:bookworm-slim locally (debootstrap) when it cannot be pulled.")
 def image_build(tag: str | None, create_base: str) -> None:
-    build_node_image(None, tag or NODE_IMAGE, create_base=create_base, log=lambda line: err.print(line, markup=False))  # type: ignore[arg-type]
+    build_node_image(None, tag or NODE_IMAGE, create_base=create_base, log=err.print)  # type: ignore[arg-type]
     out.print(f"built {tag or NODE_IMAGE}")
 
 

@@ -8,7 +8,6 @@ import shutil
 import sys
 
 import click
-from rich.markup import escape
 from tabulate import tabulate
 
 from ..errors import MptcpdockError
@@ -22,7 +21,7 @@ from ..topology.loader import load_topology
 from ..topology.model import Shaping
 from ..topology.units import format_rate, format_time_us
 from ..topology.validate import validate
-from .console import out, steps, warn
+from .console import out, reporter, styled, warn
 
 
 @click.command("up")
@@ -36,13 +35,14 @@ def up(topology: str, name: str | None, allow_no_impairments: bool, quiet: bool)
     model = load_topology(topology, name=name)
     lab_api.prepare(model)  # every input error before Docker is touched
     lab_api.docker_reachable()
-    with steps(f"bringing up {model.name}", quiet) as progress:
+    with reporter(quiet) as progress:
         result = lab_api.bring_up(model, allow_no_impairments=allow_no_impairments, progress=progress)
     if not quiet:
         click.echo(interface_table(result.plan))
-        out.print(f"\nlab [bold]{model.name}[/] is up: {len(result.plan.nodes)} nodes, {len(result.plan.links)} links "
-                  f"in {result.timings['total']:.2f} s (kernel {result.probe.kernel}, netem "
-                  f"{'yes' if result.probe.netem else 'no'}); trace: {lab_api.trace_path(model.name)}")
+        out.print(styled("\nlab ", (model.name, "bold"), f" is up: {len(result.plan.nodes)} nodes, "
+                         f"{len(result.plan.links)} links in {result.timings['total']:.2f} s (kernel "
+                         f"{result.probe.kernel}, netem {'yes' if result.probe.netem else 'no'}); trace: "
+                         f"{lab_api.trace_path(model.name)}"))
     warn(result.state)
 
 
@@ -51,7 +51,7 @@ def up(topology: str, name: str | None, allow_no_impairments: bool, quiet: bool)
 @click.option("-q", "--quiet", is_flag=True)
 def down(target: str | None, quiet: bool) -> None:
     """Remove a lab (by name or topology file; the only one when omitted). Idempotent."""
-    with steps("tearing down", quiet) as progress:
+    with reporter(quiet) as progress:
         lab, containers, networks = lab_api.tear_down(target, progress)
     if not quiet:
         out.print(f"lab {lab}: removed {containers} containers and {networks} networks")
@@ -108,10 +108,10 @@ def plan(topology: str, no_impairments: bool) -> None:
         if node not in noted:
             noted.add(node)
             for note in queue_notes(made.nodes[node]):
-                out.print(f"[dim]{node:>8}  # {escape(note)}[/]", soft_wrap=True)
-        out.print(f"[dim]{node:>8}[/]  {escape(line)}", soft_wrap=True)
+                out.print(styled((f"{node:>8}  # {note}", "dim")))
+        out.print(styled((f"{node:>8}", "dim"), f"  {line}"))
     for line in schedule_lines(plan_events(made.topology, made)):
-        out.print(escape(line), soft_wrap=True)
+        out.print(line)
 
 
 def schedule_lines(events: EventPlan) -> list[str]:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import sys
 
 import click
-from rich.markup import escape
 
 from .. import __version__
 from ..errors import MptcpdockError
 from ..runtime import docker_api
-from .console import err
+from .console import err, error
 from .doctor import doctor
 from .export import export_command
 from .image import image
@@ -42,7 +41,7 @@ class Cli(click.Group):
 
 
 def fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    error(message)
     sys.exit(1)
 
 

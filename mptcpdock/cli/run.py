@@ -8,12 +8,13 @@ import click
 
 from ..errors import MptcpdockError
 from ..experiment.runner import run_experiment
+from ..plan.checklist import Checklist, render_after_run, render_checklist
 from ..report.plots import draw_all
 from ..report.summary import load_or_build_summary, write_summary
 from ..report.table import render_table
 from ..runtime import lab as lab_api
 from ..topology.loader import load_topology
-from .console import err, out, steps
+from .console import checklist_text, out, reporter, warning
 
 
 @click.command("run")
@@ -33,23 +34,38 @@ from .console import err, out, steps
               help="Record packets there with tcpdump (repeatable; NODE alone: all its interfaces), besides the "
                    "link ends with 'capture: true'. pcaps go to captures/.")
 @click.option("--snaplen", type=int, help="Bytes kept per captured packet (default: the topology's snaplen, 200).")
+@click.option("-q", "--quiet", is_flag=True,
+              help="No checklist, no after-run comparison and no progress: the table and the results directory only.")
 def run_command(topology: str | None, lab_name: str | None, duration: float | None, results_root: str,
                 allow_no_impairments: bool, baseline: bool, sample_period: float, no_plots: bool,
-                capture: tuple[str, ...], snaplen: int | None) -> None:
-    """Run the flows of TOPOLOGY (or of the running lab) and collect the results."""
+                capture: tuple[str, ...], snaplen: int | None, quiet: bool) -> None:
+    """Run the flows of TOPOLOGY (or of the running lab) and collect the results.
+
+    Prints NeST's MPTCP checklist before any traffic starts, and after the run the subflows
+    each MPTCP flow established against those it should have (both are in checklist.txt)."""
     if duration is not None and duration <= 0:
         raise MptcpdockError(f"--duration {duration:g}: give a positive number of seconds")
     model = load_topology(topology) if topology else None
     lab_api.docker_reachable()
-    with steps("running", False) as progress:
+
+    def show_checklist(checklist: Checklist) -> None:
+        if not quiet:
+            out.print(checklist_text(render_checklist(checklist)))
+            out.print()
+
+    with reporter(quiet) as progress:
         result = run_experiment(lab_name, model, duration=duration, results_root=Path(results_root),
                                 progress=progress, allow_no_impairments=allow_no_impairments or bool(model and
                                 model.allow_no_impairments), baseline=baseline, sample_period=sample_period,
-                                plots=not no_plots, capture=capture, snaplen=snaplen)
+                                plots=not no_plots, capture=capture, snaplen=snaplen, before_traffic=show_checklist)
+    if not quiet and result.checklist is not None and result.checklist.flows:
+        outcomes = {flow.name: flow.subflows.to_dict() for flow in result.summary.flows}
+        out.print(checklist_text(render_after_run(result.checklist, outcomes)))
+        out.print()
     click.echo(render_table(result.summary))
     out.print(f"\nresults: {result.results_dir}")
     if result.incomplete:
-        err.print("[yellow]incomplete:[/] " + "; ".join(result.summary.reasons), soft_wrap=True)
+        warning("incomplete: " + "; ".join(result.summary.reasons))
         if any("interrupted" in reason for reason in result.summary.reasons):
             raise SystemExit(130)
 

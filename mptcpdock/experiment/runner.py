@@ -54,13 +54,13 @@ from ..report.summary import build_summary, connections_from_monitor, write_summ
 from ..runtime import docker_api, lab as lab_api
 from ..runtime.apply import parallel
 from ..runtime.probe import KernelProbe, require_for_events
+from ..runtime.progress import Progress, Step
 from ..runtime.state import LabState
 from ..topology.loader import topology_to_dict, topology_to_yaml
 from ..topology.model import Flow, Topology
 from ..topology.validate import validate
 from .node_scripts import BASH_SCRIPTS, EVENTS, SCRIPTS
 
-Progress = Callable[[str], None]
 RUN_DIR_IN_NODE = "/tmp/mptcpdock-run"
 LEAD_SECONDS = 1.0  # between the servers listening and t=0 (more with many agents: see _lead)
 EVENT_INTERVAL = 0.1  # iperf3 -i during runs with events or traces (the goodput gap needs it)
@@ -75,6 +75,7 @@ class RunResult:
     results_dir: Path
     summary: Summary
     incomplete: bool
+    checklist: Checklist | None = None  # the one shown before traffic; the summary has the outcomes
 
 
 @dataclass
@@ -467,11 +468,13 @@ def _stop_flow(run: Run, item: ScheduledFlow, why: str = "past its deadline") ->
     item.finished = True
 
 
-def _wait_for_flows(run: Run, items: list[ScheduledFlow], progress: Progress) -> None:
+def _wait_for_flows(run: Run, items: list[ScheduledFlow], progress: Progress, title: str) -> None:
     """Launch every client (each waits in its node for t0 + start), wait until all are done
-    (or past their deadline). Times are the Docker host's clock."""
+    (or past their deadline); a :class:`Step` of seconds elapsed of the planned total, with the
+    flows running, every second. Times are the Docker host's clock."""
     parallel(lambda item: _launch_client(run, item), sorted(items, key=lambda item: item.flow.start), 8)
     pending: list[ScheduledFlow] = []
+    begin = min(run.t0 + item.flow.start for item in items)
     end = max(run.t0 + item.flow.start + item.flow.duration for item in items)
     last_note = 0.0
     while True:
@@ -488,11 +491,14 @@ def _wait_for_flows(run: Run, items: list[ScheduledFlow], progress: Progress) ->
                 else:
                     running.append(item.flow.name or "?")
         if not pending and not running:
+            progress(Step(title, end - begin, end - begin, "s", detail=f"{len(items)} flow(s) done"))
             return
         if now - last_note >= 1.0:
             last_note = now
             left = ", ".join(running) or "none yet"
-            progress(f"t={now - run.t0:4.0f} s of {end - run.t0:.0f} s; running: {left}")
+            elapsed = min(max(now - begin, 0.0), end - begin - 0.01)  # finished only once every flow is
+            progress(Step(title, int(elapsed), end - begin, "s",
+                          detail=f"{len(running)} of {len(items)} flow(s) running: {left}"))
         time.sleep(0.2)
 
 
@@ -530,7 +536,7 @@ def _run_phase(run: Run, items: list[ScheduledFlow], progress: Progress, title: 
         late = [node for node, clock in run.agent_clocks.items() if clock > run.t0]
         if late:
             run.reasons.append(f"the agents of {', '.join(sorted(late))} started after t0: their first steps are late")
-    _wait_for_flows(run, items, progress)
+    _wait_for_flows(run, items, progress, title)
 
 
 def _established_paths(run: Run, flow: Flow) -> list[tuple[str, str]]:
@@ -784,11 +790,14 @@ def run_experiment(lab: str | None = None, topology: Topology | None = None, *, 
                    results_root: Path = Path("results"), progress: Progress = lambda _: None,
                    bring_up_if_needed: bool = True, allow_no_impairments: bool = False, baseline: bool = False,
                    sample_period: float = 0.5, plots: bool = True, capture: Sequence[str] = (),
-                   snaplen: int | None = None) -> RunResult:
+                   snaplen: int | None = None, before_traffic: Callable[[Checklist], None] | None = None) -> RunResult:
     """Run the topology's flows on lab ``lab`` (bringing it up from ``topology`` if needed)
     and write everything to ``results_root/<lab>-<YYYYmmdd-HHMMSS>/``. ``capture``: more
     ``node:interface`` (or ``node``) to record with tcpdump, besides the link ends with
-    ``capture: true``; ``snaplen`` overrides the topology's."""
+    ``capture: true``; ``snaplen`` overrides the topology's.
+
+    ``before_traffic`` is called with the MPTCP checklist once the lab is up, before any
+    process starts in a node (NeST's ``show_mptcp_checklist`` moment)."""
     name, resolved, state = resolve_inputs(lab, topology, duration, bring_up_if_needed)
     if snaplen is not None:
         resolved.snaplen = snaplen
@@ -804,6 +813,8 @@ def run_experiment(lab: str | None = None, topology: Topology | None = None, *, 
     run = _plan_run(name, resolved, state, Path(results_root), sample_period, captures)
     run.up_trace = _read_up_trace(name)
     _write_inputs(run, checklist)
+    if before_traffic is not None:
+        before_traffic(checklist)
     interrupted, failure = False, None
     try:
         _start_captures(run, progress)
@@ -833,4 +844,4 @@ def run_experiment(lab: str | None = None, topology: Topology | None = None, *, 
         if isinstance(failure, MptcpdockError):
             raise RuntimeFailure(f"{failure} (partial results in {run.results_dir})") from failure
         raise failure
-    return RunResult(run.results_dir, summary, summary.incomplete)
+    return RunResult(run.results_dir, summary, summary.incomplete, checklist)

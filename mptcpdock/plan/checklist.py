@@ -374,13 +374,19 @@ def render_checklist(checklist: Checklist, outcomes: dict[str, dict[str, Any]] |
             else:
                 lines.append("  routing warnings: none")
     if outcomes is not None:
-        lines += ["", "After the run: subflows expected vs established (per MPTCP connection)"]
-        for item in checklist.flows:
-            outcome = outcomes.get(item.flow)
-            if outcome is None:
-                lines.append(f"  {item.flow}: no result")
-                continue
-            lines += ["  " + line for line in render_outcome(item, outcome)]
+        lines += ["", render_after_run(checklist, outcomes).rstrip("\n")]
+    return "\n".join(lines) + "\n"
+
+
+def render_after_run(checklist: Checklist, outcomes: dict[str, dict[str, Any]]) -> str:
+    """The after-run part alone: per flow, subflows expected vs established, and why."""
+    lines = ["After the run: subflows expected vs established (per MPTCP connection)"]
+    for item in checklist.flows:
+        outcome = outcomes.get(item.flow)
+        if outcome is None:
+            lines.append(f"  {item.flow}: no result")
+            continue
+        lines += ["  " + line for line in render_outcome(item, outcome)]
     return "\n".join(lines) + "\n"
 
 

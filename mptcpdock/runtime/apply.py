@@ -26,10 +26,10 @@ from ..plan.events import plan_events
 from . import docker_api
 from .docker_api import LABEL_LAB, LABEL_LINK, LABEL_NODE, LABEL_ROLE
 from .probe import KernelProbe, probe_kernel, require, require_for_events
+from .progress import Progress, Step
 from .state import LabState, NodeState, delete_state, new_state, save_state
 from .trace import Trace
 
-Progress = Callable[[str], None]
 T = TypeVar("T")
 R = TypeVar("R")
 WORKERS = 16  # threads for per-node work (create, start, configure, remove)
@@ -80,13 +80,18 @@ exec sleep infinity
 """
 
 
-def parallel(function: Callable[[T], R], items: Iterable[T], workers: int = WORKERS) -> list[R]:
-    """Map in threads; re-raise the first failure after every task has finished."""
+def parallel(function: Callable[[T], R], items: Iterable[T], workers: int = WORKERS,
+             done: Callable[[int, int], None] | None = None) -> list[R]:
+    """Map in threads; re-raise the first failure after every task has finished.
+    ``done(finished, total)`` is called as tasks finish (for progress)."""
     items = list(items)
     if not items:
         return []
     with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
         futures = [pool.submit(function, item) for item in items]
+        if done is not None:
+            for finished, _ in enumerate(as_completed(futures), 1):
+                done(finished, len(futures))
         errors = [future.exception() for future in futures]
     for error in errors:
         if error is not None:
@@ -295,6 +300,14 @@ def _up(plan: Plan, trace: Trace, timings: dict[str, float], start: float, allow
         network_futures = {link.name: network_pool.submit(_create_network, lab, link.name, carriers, trace, created,
                                                           link.driver)
                            for link in plan.links}
+        networks_done = iter(range(1, len(network_futures) + 1))  # next() is atomic under the GIL
+
+        def network_done(future: Future) -> None:
+            if not future.cancelled() and future.exception() is None:
+                progress(Step("networks", next(networks_done), len(network_futures), "created"))
+
+        for future in network_futures.values():
+            future.add_done_callback(network_done)
         if fail_after == "networks":
             for future in network_futures.values():
                 future.result()
@@ -343,13 +356,16 @@ def _up(plan: Plan, trace: Trace, timings: dict[str, float], start: float, allow
             if fail_after != "containers":
                 configured[name] = node_pool.submit(wait_configured, lab, plan.nodes[name], container_ids[name],
                                                     attachments[name], reduced.nodes[name], trace)
-            if done % 25 == 0 and done < len(node_futures):
-                progress(f"{done} of {len(node_futures)} containers started")
+            progress(Step("containers", done, len(node_futures), "started"))
         timings["containers"] = elapsed()
         networks = {link.name: network_futures[link.name].result()[0] for link in plan.links}  # all done by now
         if fail_after == "containers":
             raise RuntimeFailure("injected failure after creating containers")
-        renames = {name: future.result() for name, future in configured.items()}
+        by_future = {future: name for name, future in configured.items()}
+        renames = {}
+        for done, future in enumerate(as_completed(by_future), 1):
+            renames[by_future[future]] = future.result()
+            progress(Step("nodes", done, len(by_future), "configured"))
         timings["configure"] = elapsed()
         if any(link.driver == "overlay" for link in plan.links):
             _check_no_way_out(lab, container_ids)
@@ -561,10 +577,11 @@ def down(lab: str, progress: Progress = lambda _: None) -> tuple[int, int]:
             if attempt:
                 time.sleep(0.2 * attempt)
             removal.found(containers, networks)
-            progress(f"removing {len(containers)} containers")
-            parallel(lambda c: removal.container(c["Id"]), containers)
-            progress(f"removing {len(networks)} networks")
-            parallel(lambda n: removal.network(n["Id"]), networks, NETWORK_WORKERS)
+            again = " (again)" if attempt else ""
+            parallel(lambda c: removal.container(c["Id"]), containers,
+                     done=lambda n, total: progress(Step("containers" + again, n, total, "removed")))
+            parallel(lambda n: removal.network(n["Id"]), networks, NETWORK_WORKERS,
+                     done=lambda n, total: progress(Step("networks" + again, n, total, "removed")))
         else:
             left = len(docker_api.lab_containers(lab)), len(docker_api.lab_networks(lab))
             if any(left):

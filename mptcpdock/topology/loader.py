@@ -87,6 +87,10 @@ class _Reader:
         if value is None:
             return {}
         if not isinstance(value, dict):
+            if not path:  # the document itself
+                raise self.error(path, "a topology file holds a mapping (name:, nodes:, links:, ...), got "
+                                       + _kind(value), "write the file as 'key: value' lines, "
+                                       "e.g. 'name: lab1' then 'nodes:', not as '- ' list items")
             raise self.error(path, f"expected a mapping, got {type(value).__name__}",
                              f"write {path} as 'key: value' lines")
         for key in value:
@@ -123,6 +127,17 @@ class _Reader:
             return parse(value)
         except UnitError as exc:
             raise self.error(path, str(exc), exc.fix) from None
+
+
+def _kind(value: Any) -> str:
+    """'a list', 'a number', 'a text': what a YAML value is, for messages."""
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, bool):
+        return "a true/false value"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return "a text" if isinstance(value, str) else f"a {type(value).__name__}"
 
 
 def _join(path: str, key: str) -> str:
