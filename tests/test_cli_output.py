@@ -12,6 +12,7 @@ from mptcpdock.cli import main
 from mptcpdock.cli import console
 from mptcpdock.errors import MptcpdockError
 from mptcpdock.report.plots import draw_throughput, full_intervals
+from mptcpdock.report.records import FlowSummary, Summary
 from mptcpdock.runtime.progress import Step
 
 BRACKETS = "fix: use [signal] or [subflow, fullmesh]; [bold]not bold[/] :smile: [link=x]y[/link]"
@@ -104,7 +105,7 @@ def test_partial_last_interval_is_left_out_and_said_so(tmp_path: Path) -> None:
     assert edges == pytest.approx([0.044, 1.044, 2.044, 3.044, 4.044])
     assert max(rates) < 19 and len(rates) == 4
     assert dropped == [pytest.approx(0.014)]
-    summary = {"flows": [{"name": "h1-h2", "protocol": "mptcp", "intervals": points}]}
+    summary = Summary(flows=[FlowSummary(name="h1-h2", protocol="mptcp", intervals=[tuple(p) for p in points])])
     path = draw_throughput(tmp_path / "throughput.png", summary)
     assert path is not None and path.stat().st_size > 10_000
 
