@@ -26,11 +26,12 @@
 #   Without it, 'down LAB' still removes everything (Docker labels find the objects), but
 #   'status' and 'exec' know nothing of the lab.
 # * Files: paths are inside the container. Topology files and results must be under the
-#   mounted working directory; the bundled topologies are also in /opt/mptcpdock/topologies.
+#   mounted working directory; the bundled topologies need no file: 'mptcpdock up ex1'
+#   ('mptcpdock examples' lists them).
 # * 'exec NODE' without a command (an interactive shell) needs the docker CLI, which this
 #   image does not have: run `docker exec -it LAB-NODE bash` on the host instead.
-# * 'image build' works from here too (the node image's Dockerfile is in
-#   /opt/mptcpdock/images/node) when debian:bookworm-slim is present or pullable.
+# * 'image build' works from here too (the node image's build context ships inside the
+#   installed package) when debian:bookworm-slim is present or pullable.
 ARG BASE_IMAGE=debian:bookworm-slim
 FROM ${BASE_IMAGE}
 
@@ -56,13 +57,14 @@ COPY pyproject.toml ./
 RUN python3 -m venv /opt/mptcpdock/venv \
  && /opt/mptcpdock/venv/bin/pip install \
       $(python3 -c 'import tomllib; print(" ".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))')
-COPY README.md ./
+COPY README.md setup.py MANIFEST.in ./
 COPY mptcpdock ./mptcpdock
 COPY images ./images
 COPY topologies ./topologies
-# Editable, so that the package finds images/node (the node image's build context) beside it.
-RUN /opt/mptcpdock/venv/bin/pip install --no-deps -e . \
- && /opt/mptcpdock/venv/bin/mptcpdock --version
+# A regular install, as from a wheel: the build copies images/ and topologies/ into the package.
+RUN /opt/mptcpdock/venv/bin/pip install --no-deps . \
+ && /opt/mptcpdock/venv/bin/mptcpdock --version \
+ && /opt/mptcpdock/venv/bin/mptcpdock image build --dry-run
 
 ARG MPTCPDOCK_VERSION=0.1.0
 LABEL org.opencontainers.image.title="mptcpdock controller" \

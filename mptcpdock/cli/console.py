@@ -9,6 +9,8 @@ only on a terminal.
 
 from __future__ import annotations
 
+import json
+import sys
 import time
 
 from rich.console import Console
@@ -119,3 +121,13 @@ def checklist_text(text: str) -> Text:
     for word, style in CHECKLIST_STYLES.items():
         rendered.highlight_words([word], style)
     return rendered
+
+
+# -- --json -----------------------------------------------------------------------------------------
+
+def print_json(document: dict) -> None:
+    """The one JSON document a ``--json`` command writes to stdout (see docs/json.md): an
+    object whose first key is ``schema``, the version of that document's layout."""
+    assert next(iter(document), None) == "schema", "a --json document starts with its schema version"
+    sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    sys.stdout.flush()

@@ -11,6 +11,7 @@ from ..errors import MptcpdockError
 from ..runtime import docker_api
 from .console import err, error
 from .doctor import doctor
+from .examples import examples_command
 from .export import export_command
 from .image import image
 from .lab import down, exec_, plan, status, up
@@ -61,5 +62,5 @@ def main(context: str | None) -> None:
 
 
 for command in (up, down, status, exec_, plan, image, export_command, run_command, report_command, sweep_command,
-                routes_command, doctor, swarm):
+                routes_command, doctor, swarm, examples_command):
     main.add_command(command)

@@ -5,11 +5,8 @@ Where no registry is reachable the base image cannot be pulled, so it is made lo
 ``debootstrap --variant=minbase bookworm`` into a cache directory, then imported into Docker
 under the base image's name (see :func:`create_base_image`).
 
-The Dockerfile is found relative to this package, at
-``Path(__file__).resolve().parents[2] / "images" / "node"``: that is a source checkout or
-an editable install (``pip install -e .``). A regular wheel does not carry ``images/``;
-:func:`node_context_dir` then raises :class:`ImageError` and the caller has to pass
-``context_dir`` explicitly.
+The build context (``images/node``) ships with the package: :func:`mptcpdock.bundled_dir`
+finds it inside an installed wheel and at the top of a source checkout or an editable install.
 """
 
 from __future__ import annotations
@@ -30,14 +27,13 @@ from docker.errors import DockerException, ImageNotFound
 from docker.models.images import Image
 from docker.utils import parse_repository_tag
 
-from .. import NODE_IMAGE, __version__
+from .. import NODE_IMAGE, __version__, bundled_dir
 from ..errors import MptcpdockError
 from . import docker_api
 
 BASE_IMAGE = "debian:bookworm-slim"
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
-IMAGES_DIR = Path(__file__).resolve().parents[2] / "images"
 STAMP_NAME = ".mptcpdock-rootfs-complete"
 PKG_LABEL_PREFIX = "io.mptcpdock.pkg."
 NODE_LABEL = "io.mptcpdock.node-image"
@@ -96,12 +92,13 @@ def _get_image(client: DockerClient, name: str) -> Image | None:
 
 def node_context_dir() -> Path:
     """The build context of the node image (the directory holding its Dockerfile)."""
-    context = IMAGES_DIR / "node"
+    try:
+        context = bundled_dir("images") / "node"
+    except FileNotFoundError as exc:
+        raise ImageError(f"{exc} (the node image's build context)") from None
     if not (context / "Dockerfile").is_file():
-        raise ImageError(
-            f"the node image's Dockerfile is not at {context / 'Dockerfile'} "
-            "(fix: run from a source checkout or an editable install, or pass context_dir)"
-        )
+        raise ImageError(f"the node image's Dockerfile is not at {context / 'Dockerfile'} "
+                         "(fix: reinstall mptcpdock, or pass context_dir)")
     return context
 
 
@@ -311,6 +308,26 @@ def build_node_image(
     if image is None:
         raise ImageError(f"the build of {tag} finished but the image is missing")
     return image
+
+
+def build_plan(tag: str = NODE_IMAGE, context_dir: str | os.PathLike[str] | None = None,
+               base: str = BASE_IMAGE, client: DockerClient | None = None) -> dict[str, Any]:
+    """What :func:`build_node_image` would do, without doing it: the context and its files,
+    the build arguments, and whether the base image is there (None when Docker does not
+    answer; the build would then fail before starting)."""
+    context = Path(context_dir) if context_dir is not None else node_context_dir()
+    try:
+        present: bool | None = base_image_present(client, base)
+    except (DockerException, MptcpdockError):
+        present = None
+    return {
+        "tag": tag,
+        "context": str(context),
+        "files": sorted(path.relative_to(context).as_posix() for path in context.rglob("*") if path.is_file()),
+        "base": base,
+        "base_present": present,
+        "buildargs": {"BASE_IMAGE": base, "MPTCPDOCK_VERSION": __version__},
+    }
 
 
 def _follow_build(output: Iterator[dict[str, Any]], tag: str, log: Log) -> None:

@@ -12,6 +12,7 @@ from typing import Any, Callable
 import yaml
 
 from ..errors import TopologyError
+from .bundled import resolve_topology_path
 from .model import (
     EVENT_ACTIONS, Endpoint, EngineSpec, EndpointChange, Event, Flow, Link, LinkEnd, Mptcp, Node, Route, Shaping, Topology,
 )
@@ -145,7 +146,10 @@ def _join(path: str, key: str) -> str:
 
 
 def load_topology(path: str | Path, *, name: str | None = None) -> Topology:
-    """Read a topology file. Raises :class:`TopologyError` naming file, line and field."""
+    """Read a topology file (or the bundled topology ``path`` names, see
+    :func:`~mptcpdock.topology.bundled.resolve_topology_path`). Raises
+    :class:`TopologyError` naming file, line and field."""
+    path = resolve_topology_path(path)
     source = str(path)
     try:
         text = Path(path).read_text()
