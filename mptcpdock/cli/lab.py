@@ -13,15 +13,16 @@ from tabulate import tabulate
 from ..errors import MptcpdockError
 from ..plan.events import EventPlan, plan_events
 from ..plan.commands import NodePlan, Plan, make_plan
-from ..plan.shaping import without_impairments
 from ..runtime import docker_api, lab as lab_api
 from ..runtime.docker_api import run_exec
 from ..runtime.state import LabState
 from ..topology.loader import load_topology
-from ..topology.model import Shaping
 from ..topology.units import format_rate, format_time_us
 from ..topology.validate import validate
-from .console import out, reporter, styled, warn
+from .console import out, print_json, reporter, styled, warn
+from .documents import down_document, interfaces, lab_document, labs_document, plan_document, planned
+
+JSON_HELP = "One JSON document on stdout (docs/json.md); progress and warnings on stderr."
 
 
 @click.command("up")
@@ -30,14 +31,17 @@ from .console import out, reporter, styled, warn
 @click.option("--allow-no-impairments", is_flag=True,
               help="Where the kernel has no netem, proceed with rates only (recorded and warned about).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress and no table.")
-def up(topology: str, name: str | None, allow_no_impairments: bool, quiet: bool) -> None:
-    """Bring up the lab a TOPOLOGY file describes."""
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+def up(topology: str, name: str | None, allow_no_impairments: bool, quiet: bool, as_json: bool) -> None:
+    """Bring up the lab a TOPOLOGY file (or bundled topology: 'mptcpdock examples') describes."""
     model = load_topology(topology, name=name)
     lab_api.prepare(model)  # every input error before Docker is touched
     lab_api.docker_reachable()
     with reporter(quiet) as progress:
         result = lab_api.bring_up(model, allow_no_impairments=allow_no_impairments, progress=progress)
-    if not quiet:
+    if as_json:
+        print_json(lab_document(result.state, result.plan))
+    elif not quiet:
         click.echo(interface_table(result.plan))
         out.print(styled("\nlab ", (model.name, "bold"), f" is up: {len(result.plan.nodes)} nodes, "
                          f"{len(result.plan.links)} links in {result.timings['total']:.2f} s (kernel "
@@ -48,28 +52,38 @@ def up(topology: str, name: str | None, allow_no_impairments: bool, quiet: bool)
 
 @click.command("down")
 @click.argument("target", required=False)
-@click.option("-q", "--quiet", is_flag=True)
-def down(target: str | None, quiet: bool) -> None:
+@click.option("-q", "--quiet", is_flag=True, help="No progress and no summary line.")
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+def down(target: str | None, quiet: bool, as_json: bool) -> None:
     """Remove a lab (by name or topology file; the only one when omitted). Idempotent."""
     with reporter(quiet) as progress:
         lab, containers, networks = lab_api.tear_down(target, progress)
-    if not quiet:
+    if as_json:
+        print_json(down_document(lab, containers, networks))
+    elif not quiet:
         out.print(f"lab {lab}: removed {containers} containers and {networks} networks")
 
 
 @click.command("status")
 @click.argument("lab", required=False)
-def status(lab: str | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+def status(lab: str | None, as_json: bool) -> None:
     """List labs, or show one lab's interfaces."""
     if lab is None:
         rows = lab_api.status_rows()
+        if as_json:
+            print_json(labs_document(rows))
+            return
         if not rows:
             out.print("no labs are up")
             return
         click.echo(tabulate(rows, headers=["lab", "topology", "nodes", "links", "containers", "notes"]))
         return
     state = lab_api.current_state(lab)
-    click.echo(interface_table(state))
+    if as_json:
+        print_json(lab_document(state))
+    else:
+        click.echo(interface_table(state))
     warn(state)
 
 
@@ -98,11 +112,15 @@ def exec_(lab_name: str | None, node: str, command: tuple[str, ...]) -> None:
 @click.command("plan")
 @click.argument("topology", type=click.Path(dir_okay=False))
 @click.option("--no-impairments", is_flag=True, help="Plan as on a kernel without netem.")
-def plan(topology: str, no_impairments: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout (docs/json.md).")
+def plan(topology: str, no_impairments: bool, as_json: bool) -> None:
     """Print the commands 'up' would run in each node (no Docker needed)."""
     made = make_plan(validate(load_topology(topology)), drop_impairments=no_impairments)
+    if as_json:
+        print_json(plan_document(made))
+        return
     for line in made.placement_lines():
-        out.print(f"[dim]{escape(line)}[/]", soft_wrap=True)
+        out.print(styled((line, "dim")))
     noted: set[str] = set()
     for node, line in made.trace_lines():
         if node not in noted:
@@ -142,27 +160,18 @@ def queue_notes(node: NodePlan) -> list[str]:
 def interface_table(plan_or_state: Plan | LabState) -> str:
     """node, interface, address, link, peer, shaping, queue: the table ``up`` ends with.
     A lab's state is planned again (pure) to show the queues it was given, and why."""
-    if isinstance(plan_or_state, LabState):
-        made = make_plan(plan_or_state.topology(), drop_impairments=plan_or_state.impairments_dropped)
-    else:
-        made = plan_or_state
-    topology, dropped = made.topology, made.impairments_dropped
+    made = planned(plan_or_state)
+    topology = made.topology
     multi = bool(topology.engines) or topology.mtu is not None
     rows = []
-    for name in topology.nodes:
-        for link in topology.links_of(name):
-            end, peer = link.end(name), link.peer(name)
-            shaping = link.shaping_from(name)
-            applied = without_impairments(shaping) if dropped else shaping
-            queue = made.nodes[name].shaping[end.interface or ""].queue
-            row = [name, end.interface, f"{end.address}/{link.subnet.split('/')[1] if link.subnet else '?'}",
-                   link.name, f"{peer.node}:{peer.interface}", describe_shaping(applied, shaping),
-                   f"{queue.packets} ({queue.reason})" if queue else "-"]
-            if multi:
-                engine = topology.nodes[name].engine
-                row[1:1] = [engine or "-"]
-                row[5:5] = ["overlay" if topology.is_overlay(link) else "bridge", topology.mtu or "-"]
-            rows.append(row)
+    for row in interfaces(made):
+        cells = [row["node"], row["interface"], f"{row['address']}/{row['prefix_length'] or '?'}", row["link"],
+                 f"{row['peer_node']}:{row['peer_interface']}", describe_shaping(row["shaping"], row["asked"]),
+                 f"{row['queue']['packets']} ({row['queue']['reason']})" if row["queue"] else "-"]
+        if multi:
+            cells[1:1] = [row["engine"] or "-"]
+            cells[5:5] = [row["network"], row["mtu"] or "-"]
+        rows.append(cells)
     headers = ["node", "interface", "address", "link", "peer", "egress shaping", "queue"]
     if multi:  # engines or overlays: where each node runs, what each link is, the pinned MTU
         headers[1:1] = ["engine"]
@@ -170,14 +179,15 @@ def interface_table(plan_or_state: Plan | LabState) -> str:
     return tabulate(rows, headers=headers)
 
 
-def describe_shaping(applied: Shaping, asked: Shaping) -> str:
+def describe_shaping(applied: dict, asked: dict) -> str:
+    """'10 Mbit/s, delay 10 ms DROPPED': what is applied, and what was asked and dropped."""
     parts = []
-    if applied.rate:
-        parts.append(format_rate(applied.rate))
+    if applied["rate_bps"]:
+        parts.append(format_rate(applied["rate_bps"]))
     for key in ("delay", "jitter"):
-        if getattr(asked, key):
-            text = format_time_us(getattr(asked, key))
-            parts.append(f"{key} {text}" if getattr(applied, key) else f"{key} {text} DROPPED")
-    if asked.loss:
-        parts.append(f"loss {asked.loss:g}%" + ("" if applied.loss else " DROPPED"))
+        if asked[f"{key}_us"]:
+            text = format_time_us(asked[f"{key}_us"])
+            parts.append(f"{key} {text}" if applied[f"{key}_us"] else f"{key} {text} DROPPED")
+    if asked["loss_percent"]:
+        parts.append(f"loss {asked['loss_percent']:g}%" + ("" if applied["loss_percent"] else " DROPPED"))
     return ", ".join(parts) or "-"

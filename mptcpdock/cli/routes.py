@@ -17,6 +17,8 @@ from ..runtime.apply import parallel
 from ..runtime.kernel_routes import KernelRouting, differences, kernel_routing
 from ..topology.loader import load_topology
 from ..topology.validate import validate
+from .console import print_json
+from .documents import routes_document
 
 
 def route_rows(routing: NodeRouting) -> list[list[object]]:
@@ -57,7 +59,8 @@ def render_kernel(routing: NodeRouting, kernel: KernelRouting) -> str:
 @click.argument("target", required=False)
 @click.argument("node", required=False)
 @click.option("--lab", "lab_name", help="The running lab (default: the only one that is up).")
-def routes_command(target: str | None, node: str | None, lab_name: str | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout (docs/json.md).")
+def routes_command(target: str | None, node: str | None, lab_name: str | None, as_json: bool) -> None:
     """Show the routes and rules of NODE (all nodes when omitted).
 
     TARGET is a topology file (computed routes only, no Docker needed) or a node of a running
@@ -79,6 +82,10 @@ def routes_command(target: str | None, node: str | None, lab_name: str | None) -
     kernels: dict[str, KernelRouting] = {}
     if state is not None:
         kernels = dict(parallel(lambda name: (name, kernel_routing(state.container(name))), names))
+    if as_json:
+        print_json(routes_document(state.lab if state else None, topology.source,
+                                   {name: routing[name] for name in names}, kernels))
+        return
     blocks = []
     for name in names:
         block = render_node(name, routing[name])

@@ -14,7 +14,7 @@ from ..report.summary import load_or_build_summary, write_summary
 from ..report.table import render_table
 from ..runtime import lab as lab_api
 from ..topology.loader import load_topology
-from .console import checklist_text, out, reporter, warning
+from .console import checklist_text, err, out, print_json, reporter, warning
 
 
 @click.command("run")
@@ -36,10 +36,14 @@ from .console import checklist_text, out, reporter, warning
 @click.option("--snaplen", type=int, help="Bytes kept per captured packet (default: the topology's snaplen, 200).")
 @click.option("-q", "--quiet", is_flag=True,
               help="No checklist, no after-run comparison and no progress: the table and the results directory only.")
+@click.option("--json", "as_json", is_flag=True,
+              help="The run's summary (summary.json) as the one document on stdout; the checklist and progress "
+                   "go to stderr (docs/json.md).")
 def run_command(topology: str | None, lab_name: str | None, duration: float | None, results_root: str,
                 allow_no_impairments: bool, baseline: bool, sample_period: float, no_plots: bool,
-                capture: tuple[str, ...], snaplen: int | None, quiet: bool) -> None:
-    """Run the flows of TOPOLOGY (or of the running lab) and collect the results.
+                capture: tuple[str, ...], snaplen: int | None, quiet: bool, as_json: bool) -> None:
+    """Run the flows of TOPOLOGY (a file or a bundled name; else the running lab's) and collect
+    the results.
 
     Prints NeST's MPTCP checklist before any traffic starts, and after the run the subflows
     each MPTCP flow established against those it should have (both are in checklist.txt)."""
@@ -48,10 +52,12 @@ def run_command(topology: str | None, lab_name: str | None, duration: float | No
     model = load_topology(topology) if topology else None
     lab_api.docker_reachable()
 
+    shown = err if as_json else out  # with --json, stdout holds the document alone
+
     def show_checklist(checklist: Checklist) -> None:
         if not quiet:
-            out.print(checklist_text(render_checklist(checklist)))
-            out.print()
+            shown.print(checklist_text(render_checklist(checklist)))
+            shown.print()
 
     with reporter(quiet) as progress:
         result = run_experiment(lab_name, model, duration=duration, results_root=Path(results_root),
@@ -60,10 +66,13 @@ def run_command(topology: str | None, lab_name: str | None, duration: float | No
                                 plots=not no_plots, capture=capture, snaplen=snaplen, before_traffic=show_checklist)
     if not quiet and result.checklist is not None and result.checklist.flows:
         outcomes = {flow.name: flow.subflows.to_dict() for flow in result.summary.flows}
-        out.print(checklist_text(render_after_run(result.checklist, outcomes)))
-        out.print()
-    click.echo(render_table(result.summary))
-    out.print(f"\nresults: {result.results_dir}")
+        shown.print(checklist_text(render_after_run(result.checklist, outcomes)))
+        shown.print()
+    if as_json:
+        print_json(result.summary.to_dict())
+    else:
+        click.echo(render_table(result.summary))
+        out.print(f"\nresults: {result.results_dir}")
     if result.incomplete:
         warning("incomplete: " + "; ".join(result.summary.reasons))
         if any("interrupted" in reason for reason in result.summary.reasons):
@@ -72,13 +81,18 @@ def run_command(topology: str | None, lab_name: str | None, duration: float | No
 
 @click.command("report")
 @click.argument("results_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--no-plots", is_flag=True)
-def report_command(results_dir: str, no_plots: bool) -> None:
+@click.option("--no-plots", is_flag=True, help="Do not redraw the plots.")
+@click.option("--json", "as_json", is_flag=True, help="The summary (summary.json) as one JSON document on stdout.")
+def report_command(results_dir: str, no_plots: bool, as_json: bool) -> None:
     """Reprint the summary table of RESULTS_DIR and redraw its plots."""
     path = Path(results_dir)
     summary = load_or_build_summary(path)
-    click.echo(render_table(summary))
     if not no_plots:
         summary.plots = [p.name for p in draw_all(path, summary)]
         write_summary(path, summary)
-        out.print(f"\nplots: {', '.join(summary.plots)} in {path / 'plots'}")
+    if as_json:
+        print_json(summary.to_dict())
+        return
+    click.echo(render_table(summary))
+    if not no_plots:
+        out.print(f"\nplots: {', '.join(summary.plots or [])} in {path / 'plots'}")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..errors import LabNotFound, RuntimeFailure
 from ..plan.commands import Plan, make_plan
+from ..topology.bundled import find_bundled
 from ..topology.loader import load_topology, topology_to_yaml
 from ..topology.model import Topology
 from ..topology.validate import validate
@@ -56,7 +57,8 @@ def tear_down(target: str | None, progress: Progress = lambda _: None) -> tuple[
 
 def is_topology_file(target: str | None) -> bool:
     """Whether a command's TARGET names a topology file (rather than a lab or a node)."""
-    return bool(target) and (target.endswith((".yaml", ".yml")) or Path(target).is_file())  # type: ignore[union-attr]
+    return bool(target) and (target.endswith((".yaml", ".yml")) or Path(target).is_file()  # type: ignore[union-attr]
+                             or find_bundled(target) is not None)  # type: ignore[arg-type]
 
 
 def resolve_lab(target: str | None, *, must_run: bool = True) -> str:
