@@ -36,12 +36,14 @@ ARG BASE_IMAGE=debian:bookworm-slim
 FROM ${BASE_IMAGE}
 
 ARG PYTHON3_VERSION=3.11.2-1+b1
+# Graphviz's dot draws 'mptcpdock graph' PNG/SVG and each run's plots/topology.png.
+ARG GRAPHVIZ_VERSION=2.42.2-7+deb12u1
 # Behind a TLS-intercepting proxy, pass its CA certificate(s) so that pip can reach PyPI:
 #   --build-arg EXTRA_CA_CERTS="$(cat /usr/local/share/ca-certificates/*.crt)"
 ARG EXTRA_CA_CERTS=""
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      python3="${PYTHON3_VERSION}" python3-venv ca-certificates \
+      python3="${PYTHON3_VERSION}" python3-venv ca-certificates graphviz="${GRAPHVIZ_VERSION}" \
  && rm -rf /var/lib/apt/lists/* \
  && if [ -n "${EXTRA_CA_CERTS}" ]; then \
       printf '%s\n' "${EXTRA_CA_CERTS}" > /usr/local/share/ca-certificates/mptcpdock-build-extra.crt \

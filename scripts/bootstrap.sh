@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prepare a Debian/Ubuntu machine to run mptcpdock, from this repository alone:
-#   1. install docker.io, debootstrap and python3-venv (only what is missing)
+#   1. install docker.io, debootstrap, graphviz and python3-venv (only what is missing)
 #   2. start the Docker engine if it is not answering
 #   3. create .venv in the repository and install mptcpdock with its test extras
 #   4. build the node image (creating the Debian base image with debootstrap if needed)
@@ -34,6 +34,7 @@ install_packages() {
     local missing=()
     command -v dockerd >/dev/null || missing+=(docker.io)  # the client alone may be present
     command -v debootstrap >/dev/null || missing+=(debootstrap)
+    command -v dot >/dev/null || missing+=(graphviz)  # 'mptcpdock graph' PNG/SVG, plots/topology.png
     command -v python3 >/dev/null || missing+=(python3)
     if ! command -v python3 >/dev/null || ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
         missing+=(python3-venv python3-pip)

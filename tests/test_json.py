@@ -124,6 +124,9 @@ def test_up_status_and_routes_json_on_a_running_lab(lab_up: Result) -> None:
     assert routes["lab"] == LAB
     assert all(node["kernel"]["matches"] for node in routes["nodes"].values()), routes
     assert "192.168.11.0/24 dev eth2b proto kernel scope link src 192.168.11.2" in routes["nodes"]["h2"]["kernel"]["text"]
+    picture = invoke("graph", LAB).stdout  # a running lab's picture: as it was brought up
+    assert f"%% lab {LAB}:" in picture and "eth2b 192.168.11.2/24 [signal]" in picture
+    assert ("10 ms (not applied)" in picture) == up["impairments_dropped"]
 
 
 @pytest.mark.docker
@@ -143,13 +146,17 @@ def test_run_json_prints_the_summary_and_keeps_the_checklist_on_stderr(lab_up: R
 @pytest.mark.docker
 @pytest.mark.slow
 def test_run_prints_the_checklist_before_traffic_and_the_after_run_line(lab_up: Result, tmp_path: Path) -> None:
-    result = invoke("run", "--lab", LAB, "--duration", "3", "--results", str(tmp_path), "--no-plots")
+    result = invoke("run", "--lab", LAB, "--duration", "3", "--results", str(tmp_path))
     text = result.stdout
     before, after = text.index("MPTCP checklist (before traffic)"), text.index("After the run:")
     table = text.index("subflows (expected)")
     assert before < after < table
     assert "  [PASS] a signal endpoint on the destination: h2: eth2b [signal]" in text  # brackets kept
     assert "  h1-h2: 2 established, 2 expected (as expected; monitor on h1" in text
+    results = Path(text.split("results: ")[1].split()[0])
+    picture = (results / "plots" / "topology.png").read_bytes()  # every run draws its lab
+    assert picture[:8] == b"\x89PNG\r\n\x1a\n" and len(picture) > 20_000
+    assert "topology.png" in json.loads((results / "summary.json").read_text())["plots"]
     quiet = invoke("run", "--lab", LAB, "--duration", "3", "--results", str(tmp_path), "--no-plots", "-q")
     assert "MPTCP checklist" not in quiet.stdout and "After the run" not in quiet.stdout and quiet.stderr == ""
     assert "subflows (expected)" in quiet.stdout

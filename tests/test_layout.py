@@ -43,7 +43,8 @@ LAYERS: list[set[str]] = [
 LAZY = {"matplotlib": "slow to import, and only the plots need it"}
 
 #: Third-party libraries only one stage may import.
-ONLY_IN = {"click": {"cli"}, "docker": {"runtime"}, "requests": {"runtime"}, "matplotlib": {"report"}}
+ONLY_IN = {"click": {"cli"}, "docker": {"runtime"}, "requests": {"runtime"}, "matplotlib": {"report"},
+           "graphviz": {"report"}}
 
 
 @dataclass(frozen=True)

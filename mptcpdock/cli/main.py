@@ -13,6 +13,7 @@ from .console import err, error
 from .doctor import doctor
 from .examples import examples_command
 from .export import export_command
+from .graph import graph_command
 from .image import image
 from .lab import down, exec_, plan, status, up
 from .routes import routes_command
@@ -62,5 +63,5 @@ def main(context: str | None) -> None:
 
 
 for command in (up, down, status, exec_, plan, image, export_command, run_command, report_command, sweep_command,
-                routes_command, doctor, swarm, examples_command):
+                routes_command, doctor, swarm, examples_command, graph_command):
     main.add_command(command)

@@ -4,15 +4,20 @@
 * ``paths.png``: received throughput over time per interface of each flow's receiving
   host (interface byte counters): one line per path;
 * ``subflows.png``: smoothed RTT and congestion window per subflow, from the sender's
-  ``ss -ti`` samples.
+  ``ss -ti`` samples;
+* ``topology.png``: the lab itself (:mod:`mptcpdock.report.graph`).
 
 Time is in seconds since the run's t=0 (when the first flow could start).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+from ..topology.loader import load_topology
+from ..topology.validate import validate
+from .graph import GraphError, draw_topology, to_dot
 from .parsers import Sample, parse_samples
 from .records import Summary
 
@@ -45,8 +50,25 @@ def draw_all(results_dir: Path, summary: Summary) -> list[Path]:
     t0 = summary.t0 or 0.0
     out = [draw_throughput(folder / "throughput.png", summary),
            draw_paths(folder / "paths.png", summary, samples, t0),
-           draw_subflows(folder / "subflows.png", summary, samples, t0)]
+           draw_subflows(folder / "subflows.png", summary, samples, t0),
+           draw_lab(folder, results_dir / "topology.yaml")]
     return [path for path in out if path is not None]
+
+
+def draw_lab(folder: Path, topology_file: Path) -> Path | None:
+    """plots/topology.png: the lab the run ran on (``mptcpdock graph``'s picture). Where
+    Graphviz's dot is missing, plots/topology.dot instead (``dot -Tpng`` draws it later)."""
+    if not topology_file.exists():
+        return None
+    topology = validate(load_topology(topology_file))
+    state = topology_file.with_name("state.json")
+    dropped = bool(json.loads(state.read_text()).get("impairments_dropped")) if state.exists() else False
+    try:
+        return draw_topology(folder / "topology.png", topology, dropped)
+    except GraphError:
+        target = folder / "topology.dot"
+        target.write_text(to_dot(topology, dropped))
+        return target
 
 
 def mark_events(ax, summary: Summary, labels: bool = True) -> None:
