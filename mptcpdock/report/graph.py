@@ -50,6 +50,9 @@ def _time(micros: int) -> str:
 def shaping_text(shaping: Shaping, dropped: bool = False) -> str:
     """'10 Mbit/s, 10 ms'; with ``dropped`` (no netem) the impairments are marked not applied."""
     parts = [rate_text(shaping.rate)] if shaping.rate else []
+    if shaping.trace is not None:  # the rate follows a trace during runs
+        rates = [rate for _, rate in shaping.trace.segments]
+        parts = [f"trace {Path(shaping.trace.path).name}: {rate_text(min(rates))}..{rate_text(max(rates))}"]
     impairments = [_time(shaping.delay)] if shaping.delay else []
     if shaping.jitter:
         impairments.append("jitter " + _time(shaping.jitter))

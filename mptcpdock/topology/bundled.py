@@ -7,15 +7,13 @@ description is its ``description:`` or else the first line of its leading commen
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from .. import bundled_dir
 from ..errors import TopologyError
-
-_NAME = re.compile(r"^name:\s*['\"]?([^'\"#\s]+)", re.MULTILINE)
-_DESCRIPTION = re.compile(r"^description:\s*(.+?)\s*$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -35,13 +33,16 @@ def bundled_topologies() -> list[Bundled]:
 
 def _describe(root: Path, path: Path) -> Bundled:
     text = path.read_text()
-    name = _NAME.search(text)
-    described = _DESCRIPTION.search(text)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        data = None
+    data = data if isinstance(data, dict) else {}
     comment = next((line.lstrip("#").strip() for line in text.splitlines()
                     if line.startswith("#") and line.lstrip("#").strip()), "")
-    return Bundled(name=name.group(1) if name else path.stem, path=path,
-                   key=path.relative_to(root).with_suffix("").as_posix(),
-                   description=(described.group(1).strip("'\"") if described else comment) or "-")
+    described = " ".join(str(data.get("description") or "").split())  # folded or not, one line
+    return Bundled(name=str(data.get("name") or path.stem), path=path,
+                   key=path.relative_to(root).with_suffix("").as_posix(), description=described or comment or "-")
 
 
 def find_bundled(name: str) -> Bundled | None:
