@@ -40,3 +40,14 @@ class Step(str):
 
 def quiet(_message: str) -> None:
     """The callback that reports nothing."""
+
+
+def phase_lines(write: Callable[[str], None]) -> Progress:
+    """A callback for logs: every plain message, and a :class:`Step` only once its phase has
+    finished (one line per phase instead of one per count)."""
+
+    def progress(message: str) -> None:
+        if not isinstance(message, Step) or message.finished:
+            write(message)
+
+    return progress

@@ -31,6 +31,7 @@ from ....experiment.runner import run_experiment
 from ....plan.checklist import make_checklist, render_checklist
 from ....report.table import render_table
 from ....runtime import lab as lab_api
+from ....runtime.progress import phase_lines
 from ....topology.model import Flow as FlowModel
 from ....topology.model import Topology
 from ....topology.validate import validate
@@ -224,8 +225,7 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _progress(message: str) -> None:
-    print(f"  {message}", file=sys.stderr, flush=True)
+_progress = phase_lines(lambda message: print(f"  {message}", file=sys.stderr, flush=True))
 
 
 def _checklist_text(topology: Topology) -> str:
