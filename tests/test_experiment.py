@@ -147,7 +147,7 @@ def test_report_redraws_the_plots_and_reprints_the_table(ex1_run: RunResult):
     assert result.exit_code == 0, result.output
     assert "h1-h2" in result.stdout and "of single-path TCP" in result.stdout
     assert sorted(p.name for p in (ex1_run.results_dir / "plots").glob("*.png")) == \
-        ["paths.png", "subflows.png", "throughput.png"]
+        ["paths.png", "subflows.png", "throughput.png", "topology.png"]
 
 
 def test_mega_dumbbell_h2_uses_two_paths_and_h1_one(tmp_path: Path):
