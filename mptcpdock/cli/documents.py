@@ -68,6 +68,7 @@ def plan_document(made: Plan) -> dict[str, Any]:
         "lab": made.lab,
         "source": made.topology.source,
         "impairments_dropped": made.impairments_dropped,
+        "placement": made.placement_lines(),
         "nodes": {name: {"kind": made.topology.nodes[name].kind, "image": node.image, "commands": commands[name]}
                   for name, node in made.nodes.items()},
         "interfaces": interfaces(made),

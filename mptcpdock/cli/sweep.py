@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -12,7 +11,7 @@ from ..experiment.sweep import parse_set, run_sweep
 from ..report.sweep import SweepSummary
 from ..runtime import lab as lab_api
 from ..topology.loader import load_topology
-from .console import err, out, steps
+from .console import out, print_json, reporter, warning
 
 
 def _mbit(value: float | None) -> str:
@@ -35,7 +34,7 @@ def render_sweep(summary: SweepSummary) -> str:
 
 
 @click.command("sweep")
-@click.argument("topology", type=click.Path(exists=True, dir_okay=False))
+@click.argument("topology", type=click.Path(dir_okay=False))
 @click.option("--set", "sets", multiple=True, required=True, metavar="PATH=V1,V2,...",
               help="A parameter and its values, e.g. links.r2-h2-2.rate=5mbit,10mbit; several make a grid.")
 @click.option("--repeat", type=click.IntRange(1, 100), default=1, show_default=True, help="Runs per point.")
@@ -45,7 +44,8 @@ def render_sweep(summary: SweepSummary) -> str:
 @click.option("--allow-no-impairments", is_flag=True,
               help="On a kernel without netem, run with rates only (delay/loss dropped).")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots (of the runs and of the sweep).")
-@click.option("--json", "as_json", is_flag=True, help="Print sweep.json instead of the table.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print sweep.json instead of the table: one JSON document on stdout (docs/json.md).")
 def sweep_command(topology: str, sets: tuple[str, ...], repeat: int, duration: float | None, results_root: str,
                   allow_no_impairments: bool, no_plots: bool, as_json: bool) -> None:
     """Run TOPOLOGY once per point of the --set grid, --repeat times each: sweep.json, sweep.csv,
@@ -54,16 +54,16 @@ def sweep_command(topology: str, sets: tuple[str, ...], repeat: int, duration: f
     parsed = [parse_set(item) for item in sets]
     model = load_topology(topology)
     lab_api.docker_reachable()
-    with steps("sweeping", False) as progress:
+    with reporter() as progress:
         result = run_sweep(model, parsed, repeat=repeat, results_root=Path(results_root), duration=duration,
                            allow_no_impairments=allow_no_impairments, progress=progress, plots=not no_plots)
     if as_json:
-        click.echo(json.dumps(result.summary.to_dict(), indent=2))
+        print_json(result.summary.to_dict())
     else:
         click.echo(render_sweep(result.summary))
         kept = sum(1 for point in result.summary.points if point.lab in ("reused", "reshaped"))
         out.print(f"\nsweep: {result.folder} ({len(result.summary.points)} point(s); the lab was kept for {kept}, "
                   f"shaping changed in place where it differed)")
     if not result.summary.complete:
-        err.print("[yellow]incomplete:[/] " + "; ".join(result.summary.reasons), soft_wrap=True)
+        warning("incomplete: " + "; ".join(result.summary.reasons))
         raise SystemExit(130)

@@ -67,8 +67,14 @@ class SweepPoint(Record):
     flows: dict[str, FlowStats] = field(default_factory=dict)
 
 
+#: The version of sweep.json's layout, written as its ``"schema"`` key (raised when a key
+#: changes meaning or goes away).
+SWEEP_SCHEMA = 1
+
+
 @dataclass
 class SweepSummary(Record):
+    schema: int = SWEEP_SCHEMA  # the layout's version (docs/json.md): first, as in every --json document
     topology: str = ""
     parameters: dict[str, list[str]] = field(default_factory=dict)
     repeat: int = 1
