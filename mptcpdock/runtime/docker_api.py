@@ -439,6 +439,8 @@ def remove_network(nid: str) -> None:
         except NotFound:
             return
         except APIError as exc:
+            if "not found" in str(exc):  # a swarm manager says 500 "network ... not found" for one just removed
+                return
             if "in use by task" not in str(exc) or time.monotonic() >= deadline:
                 raise
         time.sleep(delay)
