@@ -580,7 +580,7 @@ def down(lab: str, progress: Progress = lambda _: None) -> tuple[int, int]:
             again = " (again)" if attempt else ""
             parallel(lambda c: removal.container(c["Id"]), containers,
                      done=lambda n, total: progress(Step("containers" + again, n, total, "removed")))
-            parallel(lambda n: removal.network(n["Id"]), networks, NETWORK_WORKERS,
+            parallel(lambda n: removal.network(n["Id"], n.get("Driver") == "overlay"), networks, NETWORK_WORKERS,
                      done=lambda n, total: progress(Step("networks" + again, n, total, "removed")))
         else:
             left = len(docker_api.lab_containers(lab)), len(docker_api.lab_networks(lab))
@@ -616,8 +616,8 @@ class Removal:
         docker_api.remove_container(cid)
         self.containers.add(cid)
 
-    def network(self, nid: str) -> None:
-        docker_api.remove_network(nid)
+    def network(self, nid: str, overlay: bool = False) -> None:
+        docker_api.remove_network(nid, overlay)
         self.networks.add(nid)
 
     def describe(self) -> str:

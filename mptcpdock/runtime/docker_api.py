@@ -429,12 +429,16 @@ def remove_container(cid: str) -> None:
 TASK_RELEASE_S = 15.0
 
 
-def remove_network(nid: str) -> None:
+def remove_network(nid: str, overlay: bool = False) -> None:
+    """Remove a network; an ``overlay`` is also waited for until the manager no longer lists it
+    (a swarm removes it asynchronously: listed for a while after the call returned)."""
     deadline = time.monotonic() + TASK_RELEASE_S
     delay = 0.1
     while True:
         try:
             client().api.remove_network(nid)
+            if overlay:
+                _wait_network_gone(nid, deadline)
             return
         except NotFound:
             return
@@ -445,6 +449,21 @@ def remove_network(nid: str) -> None:
                 raise
         time.sleep(delay)
         delay = min(delay * 2, 1.0)
+
+
+def _wait_network_gone(nid: str, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        try:
+            client().api.inspect_network(nid)
+        except NotFound:
+            return
+        except APIError as exc:
+            if "not found" in str(exc):
+                return
+            raise
+        time.sleep(0.1)
+    raise RuntimeFailure(f"overlay network {nid[:12]} is still listed {TASK_RELEASE_S:g} s after its removal "
+                         "(fix: run 'mptcpdock down' again; 'docker network ls --filter driver=overlay')")
 
 
 def image_exists(image: str) -> bool:
