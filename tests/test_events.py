@@ -208,3 +208,17 @@ def test_shipped_examples_validate_and_plan():
         topology = validate(load_topology(TOPOLOGIES / name))
         plan = plan_events(topology, make_plan(topology, drop_impairments=True))
         assert not plan.empty
+
+
+def test_counter_snapshots_read_both_nstat_and_proc_net_netstat():
+    from mptcpdock.report.events import counter_deltas, parse_nstat
+
+    proc = ("TcpExt: SyncookiesSent TCPTimeouts\nTcpExt: 0 3\n"
+            "MPTcpExt: MPCapableSYNRX MPJoinSynRx SubflowStale\nMPTcpExt: 1 2 0\n")
+    before = parse_nstat(proc)
+    assert before == {"TcpExtSyncookiesSent": 0, "TcpExtTCPTimeouts": 3, "MPTcpExtMPCapableSYNRX": 1,
+                      "MPTcpExtMPJoinSynRx": 2, "MPTcpExtSubflowStale": 0}
+    after = parse_nstat("MPTcpExtMPCapableSYNRX  1  0.0\nMPTcpExtMPJoinSynRx  5  0.0\nMPTcpExtSubflowStale 1 0.0\n")
+    deltas = counter_deltas(before, after)
+    assert deltas["MPJoinSynRx"] == 3 and deltas["SubflowStale"] == 1
+    assert deltas["MPPrioTx"] == "unsupported"  # not in this kernel's list: never reported as 0

@@ -9,13 +9,13 @@ at the end.
 
 from __future__ import annotations
 
-#: args: RUN_DIR MONITOR(0|1) PERIOD T0_US EVENTS_SCRIPT. Records the node's settings, starts
+#: args: RUN_DIR MONITOR(0|1) PERIOD EVENTS_SCRIPT. Records the node's settings, starts
 #: ``ip -ts mptcp monitor`` (every line timestamped) when asked, ONE sampler loop
 #: (``ss -tinMOH`` + ``/proc/net/dev`` every PERIOD seconds) and, when RUN_DIR/schedule.txt
-#: exists, the node's event agent (:data:`EVENTS`, under bash, with t0 = T0_US: epoch
-#: microseconds of the Docker host); then returns, printing the node's clock.
+#: exists, the node's event agent (:data:`EVENTS`, under bash; it waits for RUN_DIR/t0); then
+#: returns, printing the node's clock (epoch microseconds: the Docker host's).
 AGENT = r"""set -u
-dir=$1; monitor=$2; period=$3; t0=$4; events=$5
+dir=$1; monitor=$2; period=$3; events=$4
 mkdir -p "$dir"
 {
   echo "date=$(date +%s.%N) tz=$(date +%z) kernel=$(uname -r)"
@@ -49,31 +49,43 @@ fi
 ) > "$dir/samples.txt" 2>&1 &
 echo $! > "$dir/sampler.pid"
 if [ -s "$dir/schedule.txt" ]; then
-  bash -c "$events" mptcpdock-events "$dir" "$t0" > "$dir/events.err" 2>&1 &
+  bash -c "$events" mptcpdock-events "$dir" > "$dir/events.err" 2>&1 &
   echo $! > "$dir/events.pid"
 fi
 sleep 0.1
 echo "started $(date +%s%6N)"
 """
 
-#: args: RUN_DIR T0_US (bash). The node's event agent: reads RUN_DIR/schedule.txt (one step a
-#: line, tab-separated: OFFSET_US or 'setup', ID, TOOL, ARGS...; TOOL is ip, tc or snap), runs
-#: the setup steps at once, then waits for t0 + OFFSET of each step (``read -t`` on a FIFO: no
+#: args: RUN_DIR (bash). The node's event agent: waits for RUN_DIR/t0 (epoch microseconds of
+#: the Docker host's clock; the run writes it once every agent has started, so a slow start
+#: never makes the first steps late; it gives up after 300 s), reads RUN_DIR/schedule.txt (one
+#: step a line, tab-separated: OFFSET_US or 'setup', ID, TOOL, ARGS...; TOOL is ip, tc or snap),
+#: runs the setup steps at once, then waits for t0 + OFFSET of each step (``read -t`` on a FIFO: no
 #: process per wait) and applies it: ``ip``/``tc`` with the arguments as they are (never
 #: through a shell), ``snap`` an ``nstat -asz`` snapshot into RUN_DIR/nstat-ARG.txt. Every
 #: step is logged to RUN_DIR/events.log: ID, PLANNED_US, START_US, END_US, EXIT STATUS,
 #: COMMAND, OUTPUT (errors are logged, never swallowed).
 EVENTS = r"""set -u
-dir=$1; t0=$2
+dir=$1
 log="$dir/events.log"
 : > "$log"
 mkfifo "$dir/.tick" && exec 9<>"$dir/.tick"; rm -f "$dir/.tick"
+give_up=$(( ${EPOCHREALTIME/./} + 300000000 ))
+while [ ! -s "$dir/t0" ]; do
+  if [ "${EPOCHREALTIME/./}" -gt "$give_up" ]; then
+    printf 'agent\tt0\t%s\t%s\t1\twait for t0\tno t0 after 300 s: no step was applied\n' "${EPOCHREALTIME/./}" "${EPOCHREALTIME/./}" >> "$log"
+    exit 1
+  fi
+  read -r -t 0.005 -u 9 _ || :
+done
+read -r t0 < "$dir/t0"
 apply() {
   local planned=$1 id=$2 tool=$3; shift 3
   local start=${EPOCHREALTIME/./} out rc
   case "$tool" in
     ip|tc) out=$("$tool" "$@" 2>&1 </dev/null); rc=$? ;;
-    snap) out=$(nstat -asz 2>&1 > "$dir/nstat-$1.txt" </dev/null); rc=$? ;;
+    snap) mapfile -t counters < /proc/net/netstat; rc=$?; out=""  # builtins only: a snapshot delays nothing
+          printf '%s\n' "${counters[@]}" > "$dir/nstat-$1.txt" ;;
     *) out="unknown tool $tool"; rc=127 ;;
   esac
   local end=${EPOCHREALTIME/./}

@@ -420,11 +420,10 @@ def _put_schedule(run: Run, node: str) -> bool:
 def _start_agent(run: Run, node: str) -> None:
     monitor = node in run.monitors_requested or node in run.monitors_added
     scheduled = _put_schedule(run, node)
-    argv = _script("AGENT") + [run.node_dir, "1" if monitor else "0", f"{run.sample_period:g}",
-                               str(int(run.t0 * 1_000_000)), EVENTS]
+    argv = _script("AGENT") + [run.node_dir, "1" if monitor else "0", f"{run.sample_period:g}", EVENTS]
     what = ("ip -ts mptcp monitor > monitor.log; " if monitor else "") + \
         f"every {run.sample_period:g} s: ss -tinMOH, /proc/net/dev > samples.txt" + \
-        ("; the event agent applies schedule.txt from t0" if scheduled else "")
+        ("; the event agent waits for t0, then applies schedule.txt" if scheduled else "")
     result = run.exec(node, argv, comment=f"{node}: agent: {what}")
     if result.exit_code != 0 or "started" not in result.stdout:
         raise RuntimeFailure(f"starting the monitor/sampler on {node!r} failed: {(result.stdout + result.stderr).strip()}")
@@ -512,30 +511,50 @@ def _node_clock(run: Run, node: str) -> float:
 
 
 def _lead(run: Run) -> float:
-    """Seconds from the servers listening to t0: the agents start in between (8 at a time)."""
-    return LEAD_SECONDS + 0.15 * math.ceil(len(run.agents) / 8)
+    """Seconds from the last agent's start to t0: t0 reaches the scheduled nodes (a file each,
+    8 at a time) and the clients are launched in between."""
+    return LEAD_SECONDS + 0.05 * math.ceil(len(run.agents) / 8)
+
+
+def _put_t0(run: Run) -> None:
+    """t0 (epoch microseconds, the Docker host's clock) to every node with a schedule: its
+    agent waits for this file. A file, not an exec: values reach nodes as files or arguments."""
+    if run.events is None:
+        return
+    nodes = [node for node in run.agents if not run.events.schedules[node].empty]
+    base, _, sub = run.node_dir.partition("/mptcpdock-run/")
+    text = f"{int(round(run.t0 * 1_000_000))}\n".encode()
+
+    def put(node: str) -> None:
+        run.record(None, ["docker", "cp", "t0", f"{run.container(node)}:{run.node_dir}/t0"],
+                   comment=f"{node}: t0 = {run.t0:.6f} (the Docker host's clock): its agent starts counting")
+        docker_api.copy_to_container(run.container(node), base, f"mptcpdock-run/{sub}", {"t0": text})
+
+    parallel(put, nodes, 8)
+    late = time.time() + run.clock_offset
+    if late > run.t0:
+        run.reasons.append(f"t0 reached the agents {late - run.t0:.2f} s late: their first steps are late")
 
 
 def _run_phase(run: Run, items: list[ScheduledFlow], progress: Progress, title: str) -> None:
-    """Start the servers, then (first phase) fix t0 on the Docker host's clock and start every
-    node's agent with it, then launch the clients."""
+    """Start the servers; in the first phase, then every node's agent, then fix t0 on the
+    Docker host's clock (a little after the last of them started) and hand it to the event
+    agents; then launch the clients, which wait in their nodes for t0 + start."""
     progress(f"{title}: starting {len(items)} iperf3 server(s)")
     clocks = parallel(lambda item: _start_server(run, item), items, 8)
-    received = time.time()
     if not run.t0:
-        known = [clock for clock in clocks if clock]
-        if not known:  # no server (command flows): ask a node for the Docker host's clock
-            known = [_node_clock(run, run.agents[0] if run.agents else items[0].flow.src)]
+        progress(f"starting monitors, samplers{' and event agents' if run.events else ''} on {len(run.agents)} "
+                 "node(s)")
+        parallel(lambda node: _start_agent(run, node), run.agents, 8)
+        received = time.time()
+        known = [clock for clock in [*clocks, *run.agent_clocks.values()] if clock]
+        if not known:  # no server and no agent clock: ask a node for the Docker host's clock
+            known = [_node_clock(run, items[0].flow.src)]
             received = time.time()
         host = max(known)
         run.clock_offset = host - received
         run.t0 = host + _lead(run)
-        progress(f"starting monitors, samplers{' and event agents' if run.events else ''} on {len(run.agents)} "
-                 "node(s)")
-        parallel(lambda node: _start_agent(run, node), run.agents, 8)
-        late = [node for node, clock in run.agent_clocks.items() if clock > run.t0]
-        if late:
-            run.reasons.append(f"the agents of {', '.join(sorted(late))} started after t0: their first steps are late")
+        _put_t0(run)
     _wait_for_flows(run, items, progress, title)
 
 

@@ -90,11 +90,22 @@ def parse_events_log(text: str, node: str) -> list[AppliedStep]:
 
 
 def parse_nstat(text: str) -> dict[str, int]:
-    """``nstat -asz`` lines -> counter -> value (the whole output, any section)."""
+    """Counter -> value, from ``nstat -asz`` lines ('MPTcpExtMPJoinSynRx  2  0.0') or from a
+    copy of /proc/net/netstat (a 'MPTcpExt: Name ...' line, then 'MPTcpExt: 2 ...')."""
     out: dict[str, int] = {}
-    for line in text.splitlines():
+    lines = text.splitlines()
+    for index, line in enumerate(lines):
         parts = line.split()
-        if len(parts) >= 2 and parts[0][:1].isalpha() and parts[1].isdigit():
+        if not parts:
+            continue
+        if parts[0].endswith(":"):  # /proc/net/netstat: names, then values under the same prefix
+            following = lines[index + 1].split() if index + 1 < len(lines) else []
+            if following[:1] == parts[:1] and not all(p.lstrip("-").isdigit() for p in parts[1:]) \
+                    and all(p.lstrip("-").isdigit() for p in following[1:]):
+                prefix = parts[0][:-1]
+                for name, value in zip(parts[1:], following[1:]):
+                    out[prefix + name] = int(value)
+        elif len(parts) >= 2 and parts[0][:1].isalpha() and parts[1].isdigit():
             out[parts[0]] = int(parts[1])
     return out
 
