@@ -92,6 +92,17 @@ class Plan:
         return [link.name for link in self.links if link.needs_netem]
 
     @property
+    def leaf_qdiscs(self) -> dict[str, list[str]]:
+        """AQM qdisc -> the link ends that ask for it ("r1-r2 (r1's egress)"), for the probe check."""
+        out: dict[str, list[str]] = {}
+        for link in self.topology.links:
+            for node in (link.a.node, link.b.node):
+                kind = link.shaping_from(node).qdisc
+                if kind:
+                    out.setdefault(kind, []).append(f"{link.name} ({node}'s egress)")
+        return out
+
+    @property
     def engines(self) -> list[str | None]:
         """The engines the lab's nodes use, in the topology's order (``[None]``: the environment's)."""
         used = {node.engine for node in self.nodes.values()}

@@ -100,7 +100,22 @@ def htb_class_args(rate: int) -> str:
 def leaf_args(shaping: Shaping, queue: int, netem: bool) -> str:
     """The leaf qdisc's full parameter set: netem (every parameter: a ``qdisc change ...
     netem`` resets those it does not name) or pfifo."""
-    return _netem_args(shaping, queue) if netem else f"pfifo limit {queue}"
+    if netem:
+        return _netem_args(shaping, queue)
+    return _aqm_args(shaping, queue) if shaping.qdisc else f"pfifo limit {queue}"
+
+
+def _aqm_args(shaping: Shaping, queue: int) -> str:
+    """An AQM leaf: its own default limit unless ``queue`` was written (red needs byte thresholds)."""
+    kind = str(shaping.qdisc)
+    if kind == "cake":
+        return "cake unlimited" + (f" memlimit {queue * 1514}" if shaping.queue else "")  # htb above shapes
+    if kind == "red":
+        low = max(queue * 1514 // 8, 3028)
+        high = 3 * low
+        return (f"red limit {max(4 * high, queue * 1514)} min {low} max {high} avpkt 1000 "
+                f"burst {(2 * low + high) // 3000 + 1} bandwidth {shaping.rate or 10_000_000}bit probability 0.02")
+    return kind + (f" limit {shaping.queue}" if shaping.queue else "")
 
 
 def _netem_args(shaping: Shaping, queue: int) -> str:
@@ -108,9 +123,16 @@ def _netem_args(shaping: Shaping, queue: int) -> str:
     if shaping.delay:
         args += ["delay", f"{shaping.delay}us"]
         if shaping.jitter:
-            args += [f"{shaping.jitter}us", "distribution", "normal"]
+            args += [f"{shaping.jitter}us", "distribution", shaping.distribution or "normal"]
     if shaping.loss:
         args += ["loss", f"{shaping.loss:g}%"]
+    if shaping.corrupt:
+        args += ["corrupt", f"{shaping.corrupt:g}%"]
+    if shaping.duplicate:
+        args += ["duplicate", f"{shaping.duplicate:g}%"]
+    if shaping.reorder:
+        args += ["reorder", f"{shaping.reorder:g}%"] + \
+            ([f"{shaping.reorder_correlation:g}%"] if shaping.reorder_correlation else [])
     args += ["limit", str(queue)]
     return " ".join(args)
 
@@ -145,4 +167,4 @@ def has_netem_leaf(plan: ShapingPlan) -> bool:
 
 def without_impairments(shaping: Shaping) -> Shaping:
     """The same shaping with delay, jitter and loss removed (kernel without netem)."""
-    return Shaping(rate=shaping.rate, queue=shaping.queue, trace=shaping.trace)
+    return Shaping(rate=shaping.rate, queue=shaping.queue, trace=shaping.trace, qdisc=shaping.qdisc)

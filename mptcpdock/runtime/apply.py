@@ -344,7 +344,8 @@ def _up(plan: Plan, trace: Trace, timings: dict[str, float], start: float, allow
         node_futures = {node_pool.submit(create_node, node): node.name for node in _creation_order(plan)}
         probe = checked_future.result()
         timings["probe"] = elapsed()
-        drop = require(probe, netem_links=plan.netem_links, rate_links=True, allow_no_impairments=allow_no_impairments)
+        drop = require(probe, netem_links=plan.netem_links, rate_links=True, allow_no_impairments=allow_no_impairments,
+                       leaf_qdiscs=plan.leaf_qdiscs)
         if drop and not plan.impairments_dropped:
             progress(f"no netem in this kernel: applying rates only on {', '.join(plan.netem_links)}")
             plan = reduced

@@ -41,6 +41,8 @@ echo "netem=$(try netem delay 1ms)"
 echo "htb=$(try htb default 1)"
 echo "tbf=$(try tbf rate 1mbit burst 32kbit latency 50ms)"
 echo "pfifo=$(try pfifo limit 10)"
+for q in fq_codel codel pie cake fq; do echo "aqm_$q=$(try $q)"; done
+echo "aqm_red=$(try red limit 60000 min 5000 max 15000 avpkt 1000 burst 7 bandwidth 10mbit probability 0.02)"
 if tc qdisc add dev lo clsact >/dev/null 2>&1; then tc qdisc del dev lo clsact; echo clsact=yes; else echo clsact=no; fi
 if ip link add name mpdprobeifb type ifb >/dev/null 2>&1; then ip link del mpdprobeifb; echo ifb=yes; else echo ifb=no; fi
 if tc qdisc add dev lo clsact >/dev/null 2>&1; then
@@ -74,6 +76,8 @@ class KernelProbe:
     mptcp_knobs: dict[str, str] = field(default_factory=dict)
     clsact: bool = False
     ifb: bool = False
+    #: AQM leaf qdiscs (fq_codel, codel, pie, cake, red, fq) -> whether this kernel has them; {}: not probed
+    aqm: dict[str, bool] = field(default_factory=dict)
     #: a clsact egress filter that drops everything (cls_bpf): what blackhole events use
     blackhole: bool = False
     #: net.mptcp.blackhole_timeout's default in a new namespace; None: the kernel has no such sysctl
@@ -123,6 +127,7 @@ def parse_probe(output: str) -> KernelProbe:
         blackhole=flag("blackhole"),
         blackhole_timeout=int(values["blackhole_timeout"]) if values.get("blackhole_timeout", "").isdigit() else None,
         mptcp_limits=values.get("mptcp_limits", "").strip(),
+        aqm={key[4:]: value == "yes" for key, value in values.items() if key.startswith("aqm_")},
     )
 
 
@@ -188,8 +193,10 @@ def require_for_events(probe: KernelProbe, needs: list, source: str | None) -> N
                                                line=need.line).render())
 
 
-def require(probe: KernelProbe, *, netem_links: list[str], rate_links: bool, allow_no_impairments: bool) -> bool:
-    """Raise unless the kernel has what the plan needs.
+def require(probe: KernelProbe, *, netem_links: list[str], rate_links: bool, allow_no_impairments: bool,
+            leaf_qdiscs: dict[str, list[str]] | None = None) -> bool:
+    """Raise unless the kernel has what the plan needs (``leaf_qdiscs``: AQM qdisc -> the
+    link ends asking for it; a missing one is never dropped silently).
 
     Returns True when delay/jitter/loss must be dropped (no netem, and the user opted in).
     """
@@ -200,12 +207,21 @@ def require(probe: KernelProbe, *, netem_links: list[str], rate_links: bool, all
             + "; use a Docker host whose kernel has them (e.g. a Debian or Ubuntu VM; Docker Desktop "
             "and WSL2 kernels have no MPTCP)"
         )
+    for kind, where in (leaf_qdiscs or {}).items():
+        if not probe.aqm.get(kind, False):
+            shown = ", ".join(where[:4]) + (f" and {len(where) - 4} more" if len(where) > 4 else "")
+            has = ", ".join(name for name, present in probe.aqm.items() if present) or "none of them"
+            raise KernelFeatureError(
+                f"qdisc {kind} on {shown}: the Docker host's kernel ({probe.kernel}) has no {kind} qdisc "
+                f"(sch_{kind}; of the AQM qdiscs it has {has}). Fix: load sch_{kind} on the Docker host "
+                "(modprobe), use a host whose kernel has it (scripts/vm-host.sh), or pick a qdisc it has")
     if netem_links and not probe.netem:
         if allow_no_impairments:
             return True
         shown = ", ".join(netem_links[:6]) + (f" and {len(netem_links) - 6} more" if len(netem_links) > 6 else "")
         raise KernelFeatureError(
-            f"links {shown} ask for delay, jitter or loss, but the Docker host's kernel "
+            f"links {shown} ask for delay, jitter or loss (or netem's corrupt/duplicate/reorder), "
+            "but the Docker host's kernel "
             f"({probe.kernel}) has no netem qdisc (sch_netem). Fix: load it on the Docker host "
             "(modprobe sch_netem; on Debian/Ubuntu it is in linux-modules-extra), or run with "
             "--allow-no-impairments (or 'allow_no_impairments: true' in the topology) to proceed "

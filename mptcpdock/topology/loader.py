@@ -41,7 +41,7 @@ LIMIT_KEYS = {"subflows", "add_addr_accepted"}
 ENDPOINT_KEYS = {"interface", "flags", "address"}
 ROUTE_KEYS = {"to", "via", "dev", "link", "metric"}
 SET_KEYS = {"rate", "delay", "jitter", "loss", "queue"}
-SHAPING_KEYS = SET_KEYS | {"trace"}
+SHAPING_KEYS = SET_KEYS | {"trace", "qdisc", "corrupt", "duplicate", "reorder", "reorder_correlation", "distribution"}
 EVENT_KEYS = {"t", "every", "until", "link", "node", "from", "label", *EVENT_ACTIONS}
 ENDPOINT_CHANGE_KEYS = {"interface", "flags", "remove"}
 LINK_KEYS = {"name", "endpoints", "subnet", "egress", "cost"} | SHAPING_KEYS
@@ -309,6 +309,12 @@ def _shaping(reader: _Reader, spec: dict[str, Any], path: str) -> Shaping:
         shaping.queue = reader.integer(spec["queue"], f"{path}.queue")
     if spec.get("trace") is not None:
         shaping.trace = _trace(reader, spec["trace"], f"{path}.trace")
+    for key in ("corrupt", "duplicate", "reorder", "reorder_correlation"):
+        if spec.get(key) is not None:
+            setattr(shaping, key, reader.unit(parse_percent, spec[key], f"{path}.{key}"))
+    for key in ("qdisc", "distribution"):
+        if spec.get(key) is not None:
+            setattr(shaping, key, reader.string(spec[key], f"{path}.{key}"))
     return shaping
 
 
@@ -487,6 +493,12 @@ def _shaping_dict(shaping: Shaping) -> dict[str, Any]:
         out["queue"] = shaping.queue
     if shaping.trace is not None:
         out["trace"] = shaping.trace.path
+    for key in ("corrupt", "duplicate", "reorder", "reorder_correlation"):
+        if getattr(shaping, key) is not None:
+            out[key] = format_percent(getattr(shaping, key))
+    for key in ("qdisc", "distribution"):
+        if getattr(shaping, key) is not None:
+            out[key] = getattr(shaping, key)
     return out
 
 

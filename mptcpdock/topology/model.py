@@ -71,6 +71,13 @@ class RateTrace:
 TRACE_BIN = 0.1
 
 
+#: The leaf qdiscs a link end may ask for with ``qdisc:`` (each probed on the Docker host's kernel).
+AQM_QDISCS: tuple[str, ...] = ("fq_codel", "codel", "pie", "cake", "red", "fq")
+#: netem's parameters beyond delay/jitter/loss (``Shaping`` fields).
+NETEM_EXTRAS: tuple[str, ...] = ("corrupt", "duplicate", "reorder", "reorder_correlation", "distribution")
+DISTRIBUTIONS: tuple[str, ...] = ("normal", "pareto", "paretonormal")
+
+
 @dataclass
 class Shaping:
     """Egress shaping of one link end. ``None`` means 'not set'."""
@@ -81,6 +88,12 @@ class Shaping:
     loss: float | None = None  # percent
     queue: int | None = None  # packets
     trace: RateTrace | None = None  # the rate follows this trace during runs
+    qdisc: str | None = None  # the leaf under htb: an AQM of AQM_QDISCS (None: pfifo, or netem when impaired)
+    corrupt: float | None = None  # percent (netem)
+    duplicate: float | None = None  # percent (netem)
+    reorder: float | None = None  # percent sent at once, the rest delayed (netem; needs delay)
+    reorder_correlation: float | None = None  # percent
+    distribution: str | None = None  # of the jitter: normal | pareto | paretonormal (netem; needs jitter)
 
     def merged(self, override: "Shaping | None") -> "Shaping":
         """This shaping with every field ``override`` sets replaced."""
@@ -93,15 +106,18 @@ class Shaping:
             loss=override.loss if override.loss is not None else self.loss,
             queue=override.queue if override.queue is not None else self.queue,
             trace=override.trace if override.trace is not None else self.trace,
+            **{key: getattr(override, key) if getattr(override, key) is not None else getattr(self, key)
+               for key in NETEM_EXTRAS + ("qdisc",)},
         )
 
     @property
     def needs_netem(self) -> bool:
-        return bool(self.delay or self.jitter or self.loss)
+        return bool(self.delay or self.jitter or self.loss or self.corrupt or self.duplicate or self.reorder)
 
     @property
     def is_empty(self) -> bool:
-        return self.rate is None and not self.needs_netem and self.queue is None and self.trace is None
+        return (self.rate is None and not self.needs_netem and self.queue is None and self.trace is None
+                and self.qdisc is None)
 
 
 @dataclass

@@ -13,8 +13,8 @@ import re
 from collections import Counter
 
 from ..errors import TopologyError
-from .model import (ENDPOINT_FLAGS, OVERLAY_MODES, OVERLAY_MTU, PLACEMENTS, PROTOCOLS, TOOLS, Event, Flow, Link,
-                    Topology)
+from .model import (AQM_QDISCS, DISTRIBUTIONS, ENDPOINT_FLAGS, OVERLAY_MODES, OVERLAY_MTU, PLACEMENTS, PROTOCOLS, TOOLS,
+                    Event, Flow, Link, Shaping, Topology)
 from .placement import place
 
 LAB_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,23}$")
@@ -298,6 +298,33 @@ def _check_shaping(check: _Checker, topo: Topology) -> None:
                 raise check.fail(f"{field}.jitter", "jitter without delay", "give a delay at least as large as the jitter")
             if shaping.rate is not None and shaping.rate > 100 * 10**9:
                 raise check.fail(f"{field}.rate", "rate above 100gbit", "write a rate a veth can carry")
+            _check_netem_extras(check, shaping, field)
+
+
+def _check_netem_extras(check: _Checker, shaping: Shaping, field: str) -> None:
+    if shaping.qdisc is not None:
+        if shaping.qdisc not in AQM_QDISCS:
+            raise check.fail(f"{field}.qdisc", f"unknown qdisc {shaping.qdisc!r}", "write one of " + ", ".join(AQM_QDISCS))
+        if shaping.needs_netem:
+            raise check.fail(f"{field}.qdisc", f"qdisc {shaping.qdisc} and delay/jitter/loss/corrupt/duplicate/"
+                             "reorder both need the leaf under htb (netem is a leaf too)",
+                             "impair the other end's egress (egress: {node: ...}) or drop the qdisc")
+    for key in ("corrupt", "duplicate", "reorder", "reorder_correlation"):
+        value = getattr(shaping, key)
+        if value is not None and not 0 <= value <= 100:
+            raise check.fail(f"{field}.{key}", f"{key} {value:g}% is out of range", "write 0..100%")
+    if shaping.reorder and not shaping.delay:
+        raise check.fail(f"{field}.reorder", "reorder without delay: netem reorders by sending some packets "
+                         "at once and delaying the rest", "give a delay, e.g. delay: 10ms")
+    if shaping.reorder_correlation and shaping.reorder is None:
+        raise check.fail(f"{field}.reorder_correlation", "reorder_correlation without reorder", "give reorder: 25%")
+    if shaping.distribution is not None:
+        if shaping.distribution not in DISTRIBUTIONS:
+            raise check.fail(f"{field}.distribution", f"unknown distribution {shaping.distribution!r}",
+                             "write one of " + ", ".join(DISTRIBUTIONS))
+        if shaping.jitter is None:  # (an egress's jitter: 0ms switches an inherited one off)
+            raise check.fail(f"{field}.distribution", "a delay distribution without jitter",
+                             "give a jitter (the distribution's spread), e.g. jitter: 2ms")
 
 
 def _interfaces(topo: Topology, node: str) -> dict[str, str]:
