@@ -44,7 +44,7 @@ install_packages() {
         command -v qemu-img >/dev/null || missing+=(qemu-utils)
     fi
     if [ "${#missing[@]}" -eq 0 ]; then
-        say "packages: docker, debootstrap, python3 venv support$([ "$VM_TIER" = 1 ] && echo ' and qemu') are present"
+        say "packages: docker, debootstrap, graphviz, python3 venv support$([ "$VM_TIER" = 1 ] && echo ' and qemu') are present"
         return
     fi
     command -v apt-get >/dev/null || die "missing ${missing[*]} and no apt-get to install them"
