@@ -1,15 +1,139 @@
 #!/usr/bin/env bash
-# Bootstrap the machine (scripts/bootstrap.sh), then run the whole test suite against real
-# Docker. Extra arguments go to pytest, e.g. `scripts/test.sh -k image -x`.
+# Bootstrap the machine (scripts/bootstrap.sh), then run the test suite against real Docker, in
+# two tiers:
+#   1. the local tier: pytest -m "not vmhost", against the local engine;
+#   2. the VM tier: a Linux VM with a netem kernel as the Docker host (scripts/vm-host.sh start
+#      --with-image: boot, then the node image copied in over the API), then pytest -m vmhost
+#      with DOCKER_HOST pointing at it; the VM is stopped at the end, whatever happened.
+# Extra arguments go to pytest in both tiers, e.g. `scripts/test.sh -k image -x`.
+#
+# Exit status: non-zero if either tier failed. A tier in which pytest collected no tests
+# (exit 5) has failed too. The VM tier runs only with MPTCPDOCK_VM_TIER=1 for now (see below).
+# The VM tier skips only where QEMU cannot start at all on this machine (not installed and not
+# installable, or unable to start a machine): its tests then report that reason
+# (MPTCPDOCK_VM_SKIP_REASON). Anything else that goes wrong with the VM is a failure.
 set -euo pipefail
+trap 'exit 130' INT
+trap 'exit 143' TERM HUP    # so that the EXIT trap (stopping the VM) runs
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+PYTEST=(.venv/bin/python -m pytest -ra)
+# One vCPU for the VM unless told otherwise: under software emulation (QEMU 7.2 multi-threaded
+# TCG, the only mode that runs here) a guest with 2 vCPUs panics with "Oops: int3" when the
+# kernel patches its static keys while the other vCPU runs them; ping toggles one (timestamps)
+# every time it starts or exits, so the tier's probes hit it (twice in two boots; a loop of
+# `ping -c1` beside an iperf3 flow panics it within 17 s). One vCPU ran the tier without it.
+export MPTCPDOCK_VM_CPUS="${MPTCPDOCK_VM_CPUS:-1}"
+
+say() { printf '[test.sh] %s\n' "$*" >&2; }
+banner() {
+    printf '\n[test.sh] %s\n[test.sh] %s\n[test.sh] %s\n\n' \
+        "==================================================================" "$*" \
+        "==================================================================" >&2
+}
+
+# pytest's exit status, with 5 (nothing collected) turned into a failure.
+tier_status() {
+    local status="$1" tier="$2"
+    if [ "$status" -eq 5 ]; then
+        say "$tier: pytest collected no tests; that is a failure"
+        echo 1
+        return
+    fi
+    echo "$status"
+}
+
+# Prints why QEMU cannot start a machine here and returns 0; returns 1 when it can.
+qemu_cannot_start() {
+    if ! command -v qemu-system-x86_64 >/dev/null; then
+        echo "QEMU cannot start on this machine: qemu-system-x86_64 is not installed (scripts/bootstrap.sh --vm could not install it)"
+        return 0
+    fi
+    local err
+    # A machine created paused (-S), then 'quit' on the monitor: nothing runs, nothing is written.
+    if err="$(echo quit | timeout 60 qemu-system-x86_64 -nodefaults -no-user-config -display none \
+            -accel tcg -m 64M -S -monitor stdio 2>&1 >/dev/null)"; then
+        return 1
+    fi
+    err="$(printf '%s' "${err:-no error text}" | head -n 1)"
+    echo "QEMU cannot start on this machine: a paused machine failed to start: ${err#qemu-system-x86_64: }"
+    return 0
+}
+
 bash scripts/bootstrap.sh
 
+# -- tier 1: the local engine ---------------------------------------------------------------
+banner "local tier: pytest -m 'not vmhost' against the local Docker engine"
+local_t0=$SECONDS
 status=0
-.venv/bin/python -m pytest -ra tests "$@" || status=$?
-if [ "$status" -eq 5 ]; then
-    echo "scripts/test.sh: pytest collected no tests; that is a failure" >&2
-    exit 1
+"${PYTEST[@]}" -m "not vmhost" tests "$@" || status=$?
+local_status="$(tier_status "$status" "local tier")"
+local_seconds=$((SECONDS - local_t0))
+say "local tier: exit $local_status, wall time ${local_seconds} s"
+
+# -- tier 2: the VM engine ------------------------------------------------------------------
+vm_status=0
+vm_note=""
+vm_t0=$SECONDS
+vm_running=0
+stop_vm() {
+    if [ "$vm_running" -eq 1 ]; then
+        vm_running=0
+        say "stopping the VM"
+        bash scripts/vm-host.sh stop || say "scripts/vm-host.sh stop failed (see above)"
+    fi
+}
+trap stop_vm EXIT
+
+# Not run by default yet: under software emulation on a 2-core machine its throughput checks
+# (ex.1 MPTCP >= 0.95 of 18.76 Mbit/s) measure 0.58-0.84 of their bounds, so CI would always
+# fail on the emulator's speed. MPTCPDOCK_VM_TIER=1 runs it (issue 8 stays open until it passes).
+if [ "${MPTCPDOCK_VM_TIER:-0}" = 0 ]; then
+    banner "VM TIER NOT RUN: set MPTCPDOCK_VM_TIER=1 to run it (no netem kernel, no remote engine tested in this run)"
+    vm_note="not run: MPTCPDOCK_VM_TIER is not 1"
+else
+    banner "VM tier: a Linux VM with a netem kernel as the Docker host; pytest -m vmhost"
+    bash scripts/bootstrap.sh --vm || say "scripts/bootstrap.sh --vm failed (see above); checking QEMU anyway"
+    if reason="$(qemu_cannot_start)"; then
+        banner "VM tier skips: $reason"
+        status=0
+        MPTCPDOCK_VM_SKIP_REASON="$reason" "${PYTEST[@]}" -m vmhost tests "$@" || status=$?
+        vm_status="$(tier_status "$status" "VM tier")"
+        vm_note="its tests skipped: $reason"
+    else
+        start_t0=$SECONDS
+        vm_running=1
+        start_out="$(bash scripts/vm-host.sh start --with-image)" || start_out=""
+        host_line="$(printf '%s\n' "$start_out" | tail -n 1)"
+        start_seconds=$((SECONDS - start_t0))
+        if [[ "$host_line" != DOCKER_HOST=tcp://* ]]; then
+            say "VM tier FAILED: scripts/vm-host.sh start did not end with DOCKER_HOST=tcp://... (its errors above)"
+            vm_status=1
+            vm_note="the VM did not start"
+        else
+            vm_host="${host_line#DOCKER_HOST=}"
+            say "VM engine at $vm_host (boot and image load: ${start_seconds} s)"
+            tests_t0=$SECONDS
+            status=0
+            env -u DOCKER_CONTEXT -u DOCKER_TLS_VERIFY -u DOCKER_CERT_PATH \
+                DOCKER_HOST="$vm_host" MPTCPDOCK_VM_DOCKER_HOST="$vm_host" \
+                "${PYTEST[@]}" -m vmhost tests "$@" || status=$?
+            vm_status="$(tier_status "$status" "VM tier")"
+            vm_note="VM start and image load ${start_seconds} s, tests $((SECONDS - tests_t0)) s"
+        fi
+        stop_vm
+    fi
 fi
-exit "$status"
+vm_seconds=$((SECONDS - vm_t0))
+
+verdict() { [ "$1" -eq 0 ] && echo passed || echo "FAILED (exit $1)"; }
+if [ "${MPTCPDOCK_VM_TIER:-0}" = 0 ]; then
+    vm_verdict="NOT RUN (MPTCPDOCK_VM_TIER=1 runs it)"
+else
+    vm_verdict="$(verdict "$vm_status"), wall time ${vm_seconds} s${vm_note:+ ($vm_note)}"
+fi
+banner "local tier: $(verdict "$local_status"), wall time ${local_seconds} s | VM tier: $vm_verdict"
+if [ "$local_status" -ne 0 ]; then
+    exit "$local_status"
+fi
+exit "$vm_status"
