@@ -44,6 +44,7 @@ from .shaping import CLASS_ID, LEAF_HANDLE, ROOT_HANDLE, has_netem_leaf, htb_cla
 
 TRACE_STEP = 0.1  # seconds between trace steps
 SNAP_LEAD = 0.05  # seconds: the nstat snapshot before an event
+END_SNAPSHOT = "end"  # the last snapshot's label: at the run's end, before anything is restored
 #: A filter that drops every packet: one classic BPF instruction, 'ret #2' (TC_ACT_SHOT), in
 #: direct-action mode. It needs only cls_bpf (matchall/gact are missing from some kernels).
 DROP_FILTER = ("pref", "1", "handle", "1", "bpf", "da", "bytecode", "1,6 0 0 2")
@@ -468,6 +469,9 @@ def plan_events(topology: Topology, plan: Plan, *, run_end: float | None = None,
         for node in snap_nodes:
             planner.schedules[node].steps.append(Step(max(0.0, round(t - SNAP_LEAD, 6)), node, "snap", (f"{t:.3f}",),
                                                       "snap", "snap"))
+    if occurrences and run_end:
+        for node in snap_nodes:
+            planner.schedules[node].steps.append(Step(round(run_end, 6), node, "snap", (END_SNAPSHOT,), "snap", "snap"))
     for schedule in planner.schedules.values():
         order = {"snap": 0, "event": 1, "trace": 2}
         schedule.steps.sort(key=lambda step: (step.t, order.get(step.kind, 3)))

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ..plan.commands import Plan, make_plan
-from ..plan.events import TRACE_STEP, EventPlan, plan_events
+from ..plan.events import END_SNAPSHOT, TRACE_STEP, EventPlan, plan_events
 from ..plan.routing import compute_routing, trace_packet
 from ..topology.model import Topology
 from .parsers import MonitorEvent, Sample
@@ -43,7 +43,7 @@ from .records import (AppliedCommand, EventOccurrence, EventPathBytes, FlowEvent
 COUNTERS = ("MPJoinSynRx", "MPJoinSynAckRx", "MPJoinAckRx", "MPJoinSynTx", "AddAddr", "AddAddrTx", "EchoAdd",
             "RmAddr", "RmAddrTx", "RmSubflow", "MPPrioTx", "MPPrioRx", "SubflowStale", "SubflowRecover",
             "MPTCPRetrans", "MPCapableFallbackACK", "MPCapableFallbackSYNACK", "MPFallbackTokenInit",
-            "DSSFallback", "MPFailTx", "MPFailRx")
+            "DssFallback", "MPFailTx", "MPFailRx")
 COUNTER_FAMILIES = ("MPJoin", "MPPrio", "Fallback", "Subflow", "AddAddr", "RmAddr", "EchoAdd")
 PREFIX = "MPTcpExt"
 EFFICIENCY = {"mptcp": 1420 / 1514, "tcp": 1448 / 1514}
@@ -426,11 +426,10 @@ def flow_events(ctx: EventContext, flow: FlowSummary, flows: list[FlowSummary],
         counters = {}
         label = f"{occ.t:.3f}"
         counter_nodes = (flow.src, flow.dst) if flow.protocol == "mptcp" else ()
-        next_label = f"{later[0]:.3f}" if later else None
+        next_label = f"{later[0]:.3f}" if later else END_SNAPSHOT
         for node in counter_nodes:
             before_counts = ctx.snapshots.get(node, {}).get(label)
-            after_counts = (ctx.snapshots.get(node, {}).get(next_label) if next_label else None) \
-                or ctx.end_counters.get(node)
+            after_counts = ctx.snapshots.get(node, {}).get(next_label) or ctx.end_counters.get(node)
             if before_counts is not None and after_counts is not None:
                 counters[node] = counter_deltas(before_counts, after_counts)
         out.append(FlowEvent(
