@@ -222,3 +222,11 @@ def test_counter_snapshots_read_both_nstat_and_proc_net_netstat():
     deltas = counter_deltas(before, after)
     assert deltas["MPJoinSynRx"] == 3 and deltas["SubflowStale"] == 1
     assert deltas["MPPrioTx"] == "unsupported"  # not in this kernel's list: never reported as 0
+
+
+def test_a_queue_set_on_an_aqm_leaf_changes_that_leaf_and_keeps_its_kind():
+    topology = validate(load_topology_text(BASE.replace("rate: 20mbit}", "rate: 20mbit, qdisc: fq_codel}")
+                                           + "  - {t: 1, link: backup, from: h1, set: {queue: 300}}\n", source="ev.yaml"))
+    plan = plan_events(topology, make_plan(topology, drop_impairments=True))
+    assert [" ".join(s.args) for s in plan.schedules["h1"].steps] == [
+        "qdisc change dev eth1 parent 1:1 handle 10: fq_codel limit 300"]

@@ -40,7 +40,8 @@ from ..errors import TopologyError
 from ..topology.model import Endpoint, Event, Shaping, Topology
 from ..topology.units import format_percent, format_rate, format_time_us
 from .commands import Plan
-from .shaping import CLASS_ID, LEAF_HANDLE, ROOT_HANDLE, has_netem_leaf, htb_class_args, leaf_args
+from .shaping import (CLASS_ID, LEAF_HANDLE, ROOT_HANDLE, has_netem_leaf, htb_class_args, leaf_args,
+                      without_impairments)
 
 TRACE_STEP = 0.1  # seconds between trace steps
 SNAP_LEAD = 0.05  # seconds: the nstat snapshot before an event
@@ -200,7 +201,7 @@ class _Planner:
                 planned = plan.nodes[end.node].shaping.get(end.interface or "")
                 shaping = link.shaping_from(end.node)
                 if plan.impairments_dropped:
-                    shaping = Shaping(rate=shaping.rate, queue=shaping.queue, trace=shaping.trace)
+                    shaping = without_impairments(shaping)
                 self.shaping[key] = shaping
                 self.htb[key] = bool(planned and planned.commands and "htb" in planned.commands[0])
                 self.netem[key] = bool(planned and has_netem_leaf(planned))
