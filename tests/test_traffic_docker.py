@@ -85,5 +85,9 @@ def test_fairness_example_reports_both_flows_shares(tmp_path: Path):
           f"subflows), tcp {tcp.share} ({tcp.goodput_bps / 1e6:.2f} Mbit/s), Jain {fairness.jain_index}")
     assert mptcp.subflows.established == 2
     assert abs(mptcp.share + tcp.share - 1) < 0.01
-    assert 8e6 < mptcp.goodput_bps + tcp.goodput_bps < 10.5e6  # one 10 Mbit/s bottleneck (iperf3 counts a little over)
+    # One 10 Mbit/s bottleneck: neither flow can pass its TCP payload rate (9.56 Mbit/s). Their sum
+    # is no bound: each goodput is averaged over that flow's own window, and under load the two
+    # windows differ (10.66 Mbit/s summed was seen with flows starting apart).
+    assert mptcp.goodput_bps < 9.7e6 and tcp.goodput_bps < 9.7e6
+    assert mptcp.goodput_bps + tcp.goodput_bps > 8e6
     assert mptcp.share > tcp.share  # two uncoupled subflows take more than one TCP flow
