@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..plan.commands import Plan, make_plan
+from ..plan.events import EventPlan, plan_events
 from ..plan.routing import NodeRouting
 from ..plan.shaping import without_impairments
 from ..runtime.kernel_routes import KernelRouting, differences
@@ -72,7 +73,24 @@ def plan_document(made: Plan) -> dict[str, Any]:
         "nodes": {name: {"kind": made.topology.nodes[name].kind, "image": node.image, "commands": commands[name]}
                   for name, node in made.nodes.items()},
         "interfaces": interfaces(made),
+        "schedule": schedule_document(plan_events(made.topology, made)),
     }
+
+
+def schedule_document(events: EventPlan) -> dict[str, Any]:
+    """What each node's event agent does during runs (empty without events or traces): its
+    steps before t0, at t seconds after t0 (events, trace steps), and after the run."""
+    out: dict[str, Any] = {}
+    for node, schedule in events.schedules.items():
+        if schedule.empty:
+            continue
+        out[node] = {
+            "setup": [step.line() for step in schedule.setup],
+            "steps": [{"t": step.t, "id": step.id, "kind": step.kind, "command": step.line()}
+                      for step in schedule.steps if step.kind != "snap"],
+            "restore": [step.line() for step in schedule.restore],
+        }
+    return out
 
 
 def lab_document(state: LabState, made: Plan | None = None) -> dict[str, Any]:
