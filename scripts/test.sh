@@ -117,7 +117,7 @@ else
             status=0
             env -u DOCKER_CONTEXT -u DOCKER_TLS_VERIFY -u DOCKER_CERT_PATH \
                 DOCKER_HOST="$vm_host" MPTCPDOCK_VM_DOCKER_HOST="$vm_host" \
-                "${PYTEST[@]}" -m vmhost tests "$@" || status=$?
+                "${PYTEST[@]}" --durations=12 -m vmhost tests "$@" || status=$?
             vm_status="$(tier_status "$status" "VM tier")"
             vm_note="VM start and image load ${start_seconds} s, tests $((SECONDS - tests_t0)) s"
         fi
