@@ -433,6 +433,33 @@ def test_rollback_after_an_injected_failure_leaves_nothing(stage: str, created):
     assert_gone(lab, created)
 
 
+def test_a_node_killed_after_it_configured_itself_fails_up_and_rolls_back(created, monkeypatch: pytest.MonkeyPatch):
+    """The VM tier's kill mid-up, made deterministic: r1's container is killed right after it
+    reported itself configured, while up still waits for the others. A lab with a dead node
+    is not up: up must fail in one line naming it, and remove everything."""
+    lab = "t2-rb-killed"
+    apply.down(lab)
+    topology = load_topology(EX1)
+    topology.name = lab
+    configure = apply.wait_configured  # the recording wrapper of the 'created' fixture
+
+    def configured_then_killed(lab_name, node, cid, *args, **kwargs):
+        renames = configure(lab_name, node, cid, *args, **kwargs)
+        if node.name == "r1":
+            docker_api.client().api.kill(cid)
+            docker_api.client().api.wait(cid, timeout=30)
+        return renames
+
+    monkeypatch.setattr(apply, "wait_configured", configured_then_killed)
+    with pytest.raises(RuntimeFailure) as caught:
+        lab_api.bring_up(topology, allow_no_impairments=True)
+    message = str(caught.value)
+    assert f"containers of lab '{lab}' stopped while it came up: {lab}-r1 (" in message, message
+    assert "\n" not in message
+    assert sorted(created["configured"]) == ["h1", "h2", "r1", "r2"]
+    assert_gone(lab, created)
+
+
 def kernel_refuses_route(name: str) -> Topology:
     """Valid YAML, but the gateway lies on eth1's subnet while the route says dev eth0."""
     topology = Topology(name=name, nodes={"h1": Node("h1", routes=[Route(to="10.5.0.0/24", via="10.0.1.2", dev="eth0")]),

@@ -368,6 +368,7 @@ def _up(plan: Plan, trace: Trace, timings: dict[str, float], start: float, allow
             renames[by_future[future]] = future.result()
             progress(Step("nodes", done, len(by_future), "configured"))
         timings["configure"] = elapsed()
+        _check_still_running(lab)
         if any(link.driver == "overlay" for link in plan.links):
             _check_no_way_out(lab, container_ids)
         if fail_after == "configure":
@@ -396,6 +397,16 @@ def _up(plan: Plan, trace: Trace, timings: dict[str, float], start: float, allow
     state.timings = timings
     save_state(state)
     return UpResult(state=state, trace=trace, probe=probe, plan=plan, timings=timings)
+
+
+def _check_still_running(lab: str) -> None:
+    """Every node configured itself, but one may have stopped since (killed, out of memory,
+    its engine restarting it): a lab with a dead node is not up, so stop (and roll back)."""
+    stopped = docker_api.stopped_containers(lab)
+    if stopped:
+        listed = ", ".join(f"{name} ({status})" for name, status in sorted(stopped.items()))
+        raise RuntimeFailure(f"containers of lab {lab!r} stopped while it came up: {listed} (fix: run up "
+                             "again; if it recurs, the engine's log and its free memory say why)")
 
 
 def _check_no_way_out(lab: str, container_ids: dict[str, str]) -> None:

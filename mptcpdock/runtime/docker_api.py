@@ -409,6 +409,16 @@ def lab_containers(lab: str | None = None) -> list[dict[str, Any]]:
     return client().api.containers(all=True, filters={"label": label})
 
 
+def stopped_containers(lab: str) -> dict[str, str]:
+    """The lab's containers that are not running: container name -> its state and exit code."""
+    out = {}
+    for container in lab_containers(lab):
+        if container.get("State") != "running":
+            name = container["Names"][0].lstrip("/")
+            out[name] = container.get("Status") or container.get("State") or "not running"
+    return out
+
+
 def lab_networks(lab: str | None = None) -> list[dict[str, Any]]:
     label = f"{LABEL_LAB}={lab}" if lab else LABEL_LAB
     return client().api.networks(filters={"label": label})
