@@ -126,6 +126,7 @@ class Run:
     reasons: list[str] = field(default_factory=list)  # why the run is incomplete
     up_trace: str = ""
     engine_lost: BaseException | None = None  # the error by which the engine went away, if it did
+    slowest_exec: float = 0.0  # seconds: the slowest exec round trip so far (the engine's latency)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def container(self, node: str) -> str:
@@ -142,7 +143,22 @@ class Run:
 
     def exec(self, node: str, argv: list[str], comment: str | None = None) -> docker_api.ExecResult:
         self.record(node, argv, comment=comment)
-        return docker_api.run_exec(self.container(node), argv)
+        started = time.perf_counter()
+        try:
+            return docker_api.run_exec(self.container(node), argv)
+        finally:
+            self.saw_exec(time.perf_counter() - started)
+
+    def saw_exec(self, seconds: float) -> None:
+        """Keep the slowest exec round trip: t0's lead, the baselines' start and the flows'
+        deadlines grow with it (a software-emulated VM engine takes a second or more per exec
+        under load, the local engine some 30 ms)."""
+        with self._lock:
+            self.slowest_exec = max(self.slowest_exec, seconds)
+
+    def engine_margin(self, execs: int = 1) -> float:
+        """Seconds for ``execs`` rounds of exec at the slowest latency seen, at least LEAD_SECONDS."""
+        return max(LEAD_SECONDS, execs * self.slowest_exec)
 
 
 # -- input: which lab, which flows ------------------------------------------------------------
@@ -456,8 +472,10 @@ def _launch_client(run: Run, item: ScheduledFlow) -> None:
     argv = _script("CLIENT") + [run.node_dir, f"{flow.name}.client", str(at), *command]
     run.record(flow.src, argv, detach=True,
                comment=f"t={flow.start:g} s {flow.src}: client of flow {flow.name}: {shlex.join(command)}")
+    started = time.perf_counter()
     item.exec_id = docker_api.start_exec_detached(run.container(flow.src), argv)
     item.launched_at = time.time()
+    run.saw_exec(time.perf_counter() - started)
 
 
 def _stop_flow(run: Run, item: ScheduledFlow, why: str = "past its deadline") -> None:
@@ -465,6 +483,16 @@ def _stop_flow(run: Run, item: ScheduledFlow, why: str = "past its deadline") ->
     files = [f"{run.node_dir}/{flow.name}.client.wait.pid", f"{run.node_dir}/{flow.name}.client.pid"]
     run.exec(flow.src, _script("KILL") + files, comment=f"{flow.src}: stop the client of flow {flow.name} ({why})")
     item.finished = True
+
+
+def _deadline(run: Run, item: ScheduledFlow) -> float:
+    """When a flow still running is stopped (the Docker host's clock): its planned end (or its
+    duration after its client's exec was launched, if that was late), plus the time iperf3
+    may take to connect and to end, plus three exec round trips at the engine's latency."""
+    start = run.t0 + item.flow.start
+    if item.launched_at is not None:
+        start = max(start, item.launched_at + run.clock_offset)
+    return start + item.flow.duration + FINISH_GRACE + CONNECT_TIMEOUT_MS / 1000 + 3 * run.slowest_exec
 
 
 def _wait_for_flows(run: Run, items: list[ScheduledFlow], progress: Progress, title: str) -> None:
@@ -483,7 +511,7 @@ def _wait_for_flows(run: Run, items: list[ScheduledFlow], progress: Progress, ti
             if item.exec_id and not item.finished:
                 if not docker_api.exec_running(item.exec_id):
                     item.finished = True
-                elif now > run.t0 + item.flow.start + item.flow.duration + FINISH_GRACE + CONNECT_TIMEOUT_MS / 1000:
+                elif now > _deadline(run, item):
                     item.finished = item.timed_out = True
                     run.reasons.append(f"flow {item.flow.name} did not end by its deadline; it was stopped")
                     _stop_flow(run, item)
@@ -510,10 +538,13 @@ def _node_clock(run: Run, node: str) -> float:
     return int(text) / 1e6
 
 
-def _lead(run: Run) -> float:
+def _lead(run: Run, flows: int) -> float:
     """Seconds from the last agent's start to t0: t0 reaches the scheduled nodes (a file each,
-    8 at a time) and the clients are launched in between."""
-    return LEAD_SECONDS + 0.05 * math.ceil(len(run.agents) / 8)
+    8 at a time) and the ``flows`` clients are launched (an exec each, 8 at a time) in between,
+    each round at the engine's slowest exec latency seen so far, with one round to spare."""
+    scheduled = len(run.agents) if run.events is not None else 0
+    rounds = math.ceil(scheduled / 8) + math.ceil(flows / 8) + 1
+    return LEAD_SECONDS + 0.05 * math.ceil(len(run.agents) / 8) + rounds * run.slowest_exec
 
 
 def _put_t0(run: Run) -> None:
@@ -553,7 +584,7 @@ def _run_phase(run: Run, items: list[ScheduledFlow], progress: Progress, title: 
             received = time.time()
         host = max(known)
         run.clock_offset = host - received
-        run.t0 = host + _lead(run)
+        run.t0 = host + _lead(run, len(items))
         _put_t0(run)
     _wait_for_flows(run, items, progress, title)
 
@@ -586,7 +617,7 @@ def _baseline_flows(run: Run, checklist: Checklist, every_mptcp_flow: bool) -> l
     them with ``every_mptcp_flow``), one after the other."""
     used = {(flow.dst, flow.port) for flow in run.topology.flows}
     planned = max(item.flow.start + item.flow.duration for item in run.scheduled) + BASELINE_GAP
-    start = max(planned, run.host_now() - run.t0 + LEAD_SECONDS + BASELINE_GAP)  # one at a time, even if late
+    start = max(planned, run.host_now() - run.t0 + run.engine_margin(2) + BASELINE_GAP)  # one at a time, even if late
     out = []
     for item in list(run.scheduled):
         flow = item.flow
