@@ -1,5 +1,6 @@
 """Path-aware default queues (pure, no Docker): each link end's default queue is one
-bandwidth-delay product over the longest round trip of the routed paths through it."""
+bandwidth-delay product over the longest round trip of the routed paths through it, plus
+the packets netem's delay line holds at the rate (netem's limit counts them)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,11 @@ def bdp_packets(rate_bits: int, rtt_ms: float) -> int:
     return math.ceil(rate_bits / 8 * rtt_ms / 1000 / MTU_FRAME)
 
 
+def held(rate_bits: int, delay_ms: float) -> int:
+    """Frames in netem's delay line at ``rate_bits``: they count against its limit."""
+    return math.ceil(rate_bits / 8 * delay_ms / 1000 / MTU_FRAME)
+
+
 def queues(plan) -> dict[tuple[str, str], object]:
     return {(node.name, dev): planned.queue for node in plan.nodes.values()
             for dev, planned in node.shaping.items() if planned.queue}
@@ -29,23 +35,25 @@ def test_ex1_bottleneck_queues_hold_one_bdp_of_the_path_round_trip():
     """h1 -> h2 crosses three 10 ms links each way: 60 ms, not one link's 20 ms."""
     chosen = queues(make_plan(validate(load_topology(EX1))))
     for end in (("r2", "etr2b"), ("r2", "etr2c"), ("h2", "eth2a")):
-        assert chosen[end].packets == bdp_packets(10_000_000, 60) == 50, (end, chosen[end])
+        assert chosen[end].packets == bdp_packets(10_000_000, 60) + held(10_000_000, 10) == 50 + 9, (end, chosen[end])
         assert "60 ms" in chosen[end].reason and "h1 10.0.0.1 <-> h2" in chosen[end].reason
-    assert chosen[("h1", "eth1a")].packets == bdp_packets(100_000_000, 60)
+        assert chosen[end].reason.endswith(", + 9 in netem's 10 ms delay line"), chosen[end].reason
+    assert chosen[("h1", "eth1a")].packets == bdp_packets(100_000_000, 60) + held(100_000_000, 10)
     # h2 answers from 192.168.11.2 through eth2a (its main table), so no routed path leaves
     # by eth2b: that end keeps its own link's round trip.
-    assert chosen[("h2", "eth2b")].packets == bdp_packets(10_000_000, 20)
+    assert chosen[("h2", "eth2b")].packets == bdp_packets(10_000_000, 20) + held(10_000_000, 10)
     assert "this link's round trip" in chosen[("h2", "eth2b")].reason
 
 
 def test_the_plan_applies_the_queue_it_reports():
     plan = make_plan(validate(load_topology(EX1)))
     lines = plan.nodes["r2"].phases["qdiscs"]
-    assert any("dev etr2b" in line and "netem" in line and "limit 50" in line for line in lines), lines
+    assert any("dev etr2b" in line and "netem" in line and "limit 59" in line for line in lines), lines
 
 
 def test_without_impairments_the_delays_do_not_count():
-    """On a kernel without netem the delays do not exist, so the queues are the floor's."""
+    """On a kernel without netem the delays do not exist, so the queues are the floor's
+    (and no delay line holds packets)."""
     chosen = queues(make_plan(validate(load_topology(EX1)), drop_impairments=True))
     assert chosen[("r2", "etr2b")].packets == bdp_packets(10_000_000, 20) == 17
     assert "20 ms floor" in chosen[("r2", "etr2b")].reason
@@ -74,7 +82,7 @@ def chain_queues(text: str = CHAIN) -> dict:
 def test_jitter_counts_in_the_round_trip_and_the_longest_path_wins():
     chosen = chain_queues()
     # h1 <-> h2: (40 + 5 + 1) ms each way = 92 ms; r1's egress to h2 sees it.
-    assert chosen[("r1", "eth1")].packets == bdp_packets(10_000_000, 92)
+    assert chosen[("r1", "eth1")].packets == bdp_packets(10_000_000, 92) + held(10_000_000, 1)
     assert "92 ms" in chosen[("r1", "eth1")].reason
 
 

@@ -386,14 +386,14 @@ def test_plan_ex1_ip_lines():
 
 
 def test_plan_ex1_tc_lines_with_netem():
-    """Queues are one BDP of the 60 ms path round trip h1 <-> h2 (tests/test_queues.py)."""
+    """Queues are one BDP of the 60 ms path round trip h1 <-> h2, plus the frames netem holds in its 10 ms delay line (tests/test_queues.py)."""
     plan = ex1_plan()
     assert plan.nodes["h1"].tc_lines() == htb("eth1a", *FAST) + [
-        "qdisc add dev eth1a parent 1:1 handle 10: netem delay 10000us limit 496"]
+        "qdisc add dev eth1a parent 1:1 handle 10: netem delay 10000us limit 579"]
     assert plan.nodes["r2"].tc_lines() == (
-        htb("etr2a", *FAST) + ["qdisc add dev etr2a parent 1:1 handle 10: netem delay 10000us limit 496"]
-        + htb("etr2b", *SLOW) + ["qdisc add dev etr2b parent 1:1 handle 10: netem delay 10000us limit 50"]
-        + htb("etr2c", *SLOW) + ["qdisc add dev etr2c parent 1:1 handle 10: netem delay 10000us limit 50"])
+        htb("etr2a", *FAST) + ["qdisc add dev etr2a parent 1:1 handle 10: netem delay 10000us limit 579"]
+        + htb("etr2b", *SLOW) + ["qdisc add dev etr2b parent 1:1 handle 10: netem delay 10000us limit 59"]
+        + htb("etr2c", *SLOW) + ["qdisc add dev etr2c parent 1:1 handle 10: netem delay 10000us limit 59"])
     assert plan.netem_links == ["h1-r1", "r1-r2", "r2-h2", "r2-h2-2"]
     assert not plan.impairments_dropped
 
@@ -452,10 +452,10 @@ def test_plan_egress_override_is_per_direction():
 def test_default_queue_is_about_one_bdp():
     # 10 Mbit over a 20 ms floor RTT: 25 000 B = 16.5 frames -> 17
     assert default_queue(Shaping(rate=10_000_000)) == 17
-    # 100 Mbit, 10 ms each way: RTT 20 ms -> 250 000 B -> 166 frames
-    assert default_queue(Shaping(rate=100_000_000, delay=10_000)) == 166
-    # 1 Gbit, 50 ms delay + 10 ms jitter: RTT 120 ms -> 15 MB -> 9908 frames
-    assert default_queue(Shaping(rate=1_000_000_000, delay=50_000, jitter=10_000)) == 9908
+    # 100 Mbit, 10 ms each way: RTT 20 ms -> 250 000 B -> 166 frames, + 83 in netem's 10 ms delay line
+    assert default_queue(Shaping(rate=100_000_000, delay=10_000)) == 166 + 83
+    # 1 Gbit, 50 ms delay + 10 ms jitter: RTT 120 ms -> 15 MB -> 9908 frames, + 4954 for 60 ms in netem
+    assert default_queue(Shaping(rate=1_000_000_000, delay=50_000, jitter=10_000)) == 9908 + 4954
     # slow links never go below the minimum
     assert default_queue(Shaping(rate=100_000)) == MIN_QUEUE
     # no rate: netem's own default

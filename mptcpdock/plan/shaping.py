@@ -9,7 +9,8 @@ Layout on the egress of each link end, as in Mininet's ``TCIntf``:
 The queue limit (packets) defaults to one bandwidth-delay product at the end's rate over
 the longest round trip of the routed paths that leave through it (see
 :mod:`mptcpdock.plan.queues`; without one, twice the link's own delay), with a floor of
-20 ms and never fewer than :data:`MIN_QUEUE` packets: enough for TCP to fill the link
+20 ms and never fewer than :data:`MIN_QUEUE` packets, plus what netem's delay line holds
+at the rate (netem's ``limit`` counts those packets too): enough for TCP to fill the link
 without building seconds of delay. Write ``queue:`` on a link to choose it yourself.
 Every choice carries its reason (:class:`QueueChoice`), shown by ``plan`` and ``up``.
 """
@@ -76,9 +77,23 @@ def choose_queue(shaping: Shaping, rtt_us: int | None = None, path: str | None =
     if rtt < RTT_FLOOR_US:
         rtt, basis = RTT_FLOOR_US, f"{RTT_FLOOR_US // 1000} ms floor"
     packets = math.ceil(shaping.rate / 8 * rtt / 1_000_000 / MTU_FRAME)
+    held, held_note = _held_by_netem(shaping)
     if packets < MIN_QUEUE:
-        return QueueChoice(MIN_QUEUE, f"{MIN_QUEUE}-packet floor")
-    return QueueChoice(packets, f"1 BDP: {shaping.rate / 1e6:g} Mbit/s x {rtt / 1000:g} ms, {basis}")
+        return QueueChoice(MIN_QUEUE + held, f"{MIN_QUEUE}-packet floor{held_note}")
+    return QueueChoice(packets + held, f"1 BDP: {shaping.rate / 1e6:g} Mbit/s x {rtt / 1000:g} ms, {basis}{held_note}")
+
+
+def _held_by_netem(shaping: Shaping) -> tuple[int, str]:
+    """Packets netem holds while they wait out the link's delay (and jitter), at the rate.
+
+    netem's ``limit`` counts them too: under htb, a packet sits in netem from its arrival
+    until htb takes it, so the queue in front of the link is the limit minus what the delay
+    line holds (8.3 frames at 10 Mbit/s and 10 ms). Those are added to the BDP."""
+    wait_us = (shaping.delay or 0) + (shaping.jitter or 0)
+    if not wait_us or shaping.rate is None:
+        return 0, ""
+    held = math.ceil(shaping.rate / 8 * wait_us / 1_000_000 / MTU_FRAME)
+    return held, f", + {held} in netem's {wait_us / 1000:g} ms delay line"
 
 
 def htb_burst(rate: int) -> int:
