@@ -17,13 +17,15 @@ This module itself holds only the version, the node image's name and where the b
 data is (:func:`bundled_dir`), so every layer may import it.
 """
 
+import os
 from importlib.resources import files
 from pathlib import Path
 
 __version__ = "0.1.0"
 
-#: The node image every node runs unless its topology names another.
-NODE_IMAGE = f"mptcpdock/node:{__version__}"
+#: The node image every node runs unless its topology names another; MPTCPDOCK_NODE_IMAGE
+#: overrides it (e.g. a private tag while developing a new image: tests honour it too).
+NODE_IMAGE = os.environ.get("MPTCPDOCK_NODE_IMAGE") or f"mptcpdock/node:{__version__}"
 
 #: The bundled data folders: the node image's build context and the bundled topologies.
 BUNDLED = ("images", "topologies")

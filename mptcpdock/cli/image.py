@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from .. import NODE_IMAGE
-from ..runtime.image import ImageError, build_node_image, build_plan, image_info, load_image, save_image
+from ..runtime.image import SUITES, ImageError, build_node_image, build_plan, image_info, load_image, save_image
 from .console import err, out, print_json
 
 #: Version of the ``image build --json`` / ``image info --json`` documents (docs/json.md).
@@ -24,13 +24,16 @@ def image() -> None:
 @image.command("build")
 @click.option("--tag", default=None, help="Image tag (default: the node image of this version).")
 @click.option("--create-base", type=click.Choice(["auto", "always", "never"]), default="auto",
-              help="Create debian:bookworm-slim locally (debootstrap) when it cannot be pulled.")
+              help="Create the Debian base image (debian:SUITE-slim) locally with debootstrap when it "
+                   "cannot be pulled.")
+@click.option("--suite", type=click.Choice(list(SUITES)), default=SUITES[0], show_default=True,
+              help="The Debian release to build on (bookworm: the older variant, iproute2 6.1).")
 @click.option("--dry-run", is_flag=True, help="Say what would be built, from where, and stop.")
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
-def image_build(tag: str | None, create_base: str, dry_run: bool, as_json: bool) -> None:
+def image_build(tag: str | None, create_base: str, suite: str, dry_run: bool, as_json: bool) -> None:
     """Build the node image from the build context that ships with mptcpdock."""
-    tag = tag or NODE_IMAGE
-    planned = build_plan(tag)
+    tag = tag or (NODE_IMAGE if suite == SUITES[0] else f"{NODE_IMAGE}-{suite}")
+    planned = build_plan(tag, suite=suite)
     if dry_run:
         if as_json:
             print_json({"schema": SCHEMA, "built": False, **planned})
@@ -42,11 +45,11 @@ def image_build(tag: str | None, create_base: str, dry_run: bool, as_json: bool)
                   f"  base image {planned['base']}: {base}\n"
                   "  build arguments: " + ", ".join(f"{k}={v}" for k, v in planned["buildargs"].items()))
         return
-    build_node_image(None, tag, create_base=create_base, log=err.print)  # type: ignore[arg-type]
+    image = build_node_image(None, tag, create_base=create_base, suite=suite, log=err.print)  # type: ignore[arg-type]
     if as_json:
         print_json({"schema": SCHEMA, "built": True, **planned, "image": _info(tag)})
         return
-    out.print(f"built {tag}")
+    out.print(f"built {tag} ({(image.attrs.get('Size') or 0) / 1e6:.1f} MB, Debian {suite})")
 
 
 @image.command("info")

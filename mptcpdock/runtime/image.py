@@ -1,9 +1,16 @@
 """Build, find, save and load the node image that every mptcpdock node runs.
 
-The node image is built from ``images/node/Dockerfile`` (``FROM debian:bookworm-slim``).
-Where no registry is reachable the base image cannot be pulled, so it is made locally:
-``debootstrap --variant=minbase bookworm`` into a cache directory, then imported into Docker
-under the base image's name (see :func:`create_base_image`).
+The node image is built from ``images/node/Dockerfile`` (``FROM debian:trixie-slim``; the
+bookworm variant with ``suite="bookworm"``, see :data:`SUITES`). Where no registry is
+reachable the base image cannot be pulled, so it is made locally: ``debootstrap
+--variant=minbase SUITE`` into a cache directory, then imported into Docker under the base
+image's name (see :func:`create_base_image`).
+
+Package versions are pinned per suite (``images/node/SUITE.args``: the Dockerfile's build
+arguments) and the build survives a pin Debian has replaced (a point release drops the old
+version): ``install-packages.sh`` then installs the suite's current version and says so, and
+:func:`build_node_image` labels the image with what was installed
+(``io.mptcpdock.pkg.<package>``) and the replaced pins (``io.mptcpdock.pin-fallback``).
 
 The build context (``images/node``) ships with the package: :func:`mptcpdock.bundled_dir`
 finds it inside an installed wheel and at the top of a source checkout or an editable install.
@@ -31,12 +38,23 @@ from .. import NODE_IMAGE, __version__, bundled_dir
 from ..errors import MptcpdockError
 from . import docker_api
 
-BASE_IMAGE = "debian:bookworm-slim"
-SUITE = "bookworm"
+#: Debian suites the node image can be built on; the first is the default.
+SUITES = ("trixie", "bookworm")
+SUITE = SUITES[0]
+BASE_IMAGE = f"debian:{SUITE}-slim"
 MIRROR = "http://deb.debian.org/debian"
 STAMP_NAME = ".mptcpdock-rootfs-complete"
 PKG_LABEL_PREFIX = "io.mptcpdock.pkg."
 NODE_LABEL = "io.mptcpdock.node-image"
+#: The node image's layout version (NODE_LABEL's value): 2 since the trixie image (mptcpd,
+#: the recorded package list, io.mptcpdock.suite). An image with an older value is not used.
+NODE_LAYOUT = "2"
+SUITE_LABEL = "io.mptcpdock.suite"
+FALLBACK_LABEL = "io.mptcpdock.pin-fallback"
+#: What install-packages.sh writes in the image: one 'package version' line per package.
+INSTALLED_FILE = "/usr/share/mptcpdock/packages"
+#: ... and one 'package pinned installed' line per pin it replaced with the suite's version.
+FALLBACK_FILE = "/usr/share/mptcpdock/pin-fallback"
 
 Log = Callable[[str], None]
 CreateBase = Literal["auto", "always", "never"]
@@ -45,21 +63,34 @@ _CHUNK = 1 << 20
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _LOG_TAIL = 25
 
-# What the official debian:bookworm-slim image configures, so that a locally made base
+# What the official debian:SUITE-slim images configure, so that a locally made base
 # behaves like the pulled one: the same apt sources and no docs/man pages/locales.
-_APT_SOURCES = f"""\
+def _apt_sources(suite: str) -> str:
+    return f"""\
 Types: deb
 URIs: {MIRROR}
-Suites: {SUITE} {SUITE}-updates
+Suites: {suite} {suite}-updates
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 
 Types: deb
 URIs: http://deb.debian.org/debian-security
-Suites: {SUITE}-security
+Suites: {suite}-security
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 """
+
+
+def base_image_for(suite: str) -> str:
+    """The official slim image of ``suite`` (what the node image's FROM names)."""
+    return f"debian:{suite}-slim"
+
+
+def suite_of(base: str) -> str | None:
+    """'debian:trixie-slim' -> 'trixie'; None for a base that is not one of :data:`SUITES`."""
+    _, tag = parse_repository_tag(base)
+    name = (tag or "").removesuffix("-slim")
+    return name if name in SUITES else None
 _DPKG_SLIM = """\
 path-exclude /usr/share/doc/*
 path-include /usr/share/doc/*/copyright
@@ -133,36 +164,44 @@ def create_base_image(
     name: str = BASE_IMAGE,
     rootfs_dir: str | os.PathLike[str] | None = None,
     log: Log = print,
+    suite: str | None = None,
 ) -> str:
     """Make the Debian base image ``name`` locally and return its image id.
 
-    Debootstraps a minbase bookworm root filesystem into ``rootfs_dir`` (default
+    Debootstraps a minbase ``suite`` root filesystem (default: the suite ``name`` names,
+    e.g. trixie for debian:trixie-slim) into ``rootfs_dir`` (default
     :func:`default_rootfs_dir`), reusing it when a previous run finished it (a stamp file
     marks that), and imports it into Docker like ``tar -C DIR -c . | docker import - NAME``.
     Needs root and debootstrap.
     """
     client = _client(client)
-    rootfs = Path(rootfs_dir) if rootfs_dir is not None else default_rootfs_dir()
+    suite = suite or suite_of(name) or SUITE
+    rootfs = Path(rootfs_dir) if rootfs_dir is not None else default_rootfs_dir(suite)
     if (rootfs / STAMP_NAME).is_file():
         log(f"reusing the root filesystem in {rootfs}")
     else:
-        bootstrap_rootfs(rootfs, log=log)
+        bootstrap_rootfs(rootfs, suite=suite, log=log)
     return _import_rootfs(client, rootfs, name, log)
 
 
 def bootstrap_rootfs(target: Path, suite: str = SUITE, mirror: str = MIRROR, log: Log = print) -> None:
     """Debootstrap a minbase ``suite`` into ``target``, slim it down and stamp it complete."""
-    _check_can_debootstrap()
+    _check_can_debootstrap(suite)
     _prepare_target(target)
     log(f"debootstrap --variant=minbase {suite} {target} (about half a minute)")
     _run_logged(["debootstrap", "--variant=minbase", suite, str(target), mirror], log)
-    _configure_rootfs(target)
+    finish_rootfs(target, suite, mirror)
+
+
+def finish_rootfs(target: Path, suite: str, mirror: str = MIRROR) -> None:
+    """Configure a debootstrapped ``target`` like debian:SUITE-slim and stamp it complete."""
+    _configure_rootfs(target, suite)
     stamp = f"{suite} {mirror} {datetime.now(timezone.utc).isoformat(timespec='seconds')}\n"
     (target / STAMP_NAME).write_text(stamp)
 
 
-def _check_can_debootstrap() -> None:
-    pull_hint = f"or `docker pull {BASE_IMAGE}` where a registry is reachable"
+def _check_can_debootstrap(suite: str = SUITE) -> None:
+    pull_hint = f"or `docker pull {base_image_for(suite)}` where a registry is reachable"
     if shutil.which("debootstrap") is None:
         raise ImageError(f"debootstrap is not installed (fix: `apt-get install debootstrap`, {pull_hint})")
     if os.geteuid() != 0:
@@ -183,10 +222,11 @@ def _prepare_target(target: Path) -> None:
     target.mkdir(parents=True)
 
 
-def _configure_rootfs(target: Path) -> None:
-    """Configure apt and dpkg like debian:bookworm-slim and drop what that image leaves out."""
+def _configure_rootfs(target: Path, suite: str = SUITE) -> None:
+    """Configure apt and dpkg like debian:SUITE-slim and drop what that image leaves out."""
     (target / "etc/apt/sources.list").unlink(missing_ok=True)
-    (target / "etc/apt/sources.list.d/debian.sources").write_text(_APT_SOURCES)
+    (target / "etc/apt/sources.list.d").mkdir(parents=True, exist_ok=True)
+    (target / "etc/apt/sources.list.d/debian.sources").write_text(_apt_sources(suite))
     (target / "etc/dpkg/dpkg.cfg.d/docker-slim").write_text(_DPKG_SLIM)
     share = target / "usr/share"
     doomed = [*share.glob("man/*"), *share.glob("info/*"), *share.glob("locale/*")]
@@ -258,7 +298,7 @@ def _run_logged(cmd: list[str], log: Log) -> None:
             raise ImageError(f"{cmd[0]} failed with exit code {proc.returncode}:\n" + "\n".join(tail))
 
 
-def _ensure_base(client: DockerClient, base: str, create_base: CreateBase, log: Log) -> None:
+def _ensure_base(client: DockerClient, base: str, create_base: CreateBase, log: Log, suite: str | None = None) -> None:
     """Make sure the base image exists, getting it as ``create_base`` says when it is missing.
 
     ``auto``: pull, and create it locally if that fails. ``always``: create it locally without
@@ -275,7 +315,27 @@ def _ensure_base(client: DockerClient, base: str, create_base: CreateBase, log: 
             f"base image {base} is missing and cannot be pulled "
             "(fix: allow creating it locally with debootstrap, or make a registry reachable)"
         )
-    create_base_image(client, base, log=log)
+    create_base_image(client, base, log=log, suite=suite)
+
+
+def build_args(suite: str = SUITE, context_dir: str | os.PathLike[str] | None = None) -> dict[str, str]:
+    """The Dockerfile's build arguments for ``suite``: none for the default suite (its pins
+    are the Dockerfile's defaults), ``images/node/SUITE.args`` for another."""
+    if suite not in SUITES:
+        raise ImageError(f"unknown suite {suite!r} (fix: use one of {', '.join(SUITES)})")
+    if suite == SUITE:
+        return {}
+    context = Path(context_dir) if context_dir is not None else node_context_dir()
+    path = context / f"{suite}.args"
+    if not path.is_file():
+        raise ImageError(f"the {suite} variant's build arguments are not at {path} (fix: restore the file)")
+    out = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, _, value = line.partition("=")
+            out[key.strip()] = value.strip()
+    return out
 
 
 def build_node_image(
@@ -284,38 +344,93 @@ def build_node_image(
     context_dir: str | os.PathLike[str] | None = None,
     create_base: CreateBase = "auto",
     log: Log = print,
-    base: str = BASE_IMAGE,
+    base: str | None = None,
+    suite: str = SUITE,
+    pins: dict[str, str] | None = None,
 ) -> Image:
-    """Build the node image ``tag`` from ``context_dir`` (default: :func:`node_context_dir`).
+    """Build the node image ``tag`` on Debian ``suite`` from ``context_dir`` (default:
+    :func:`node_context_dir`).
 
-    The base image is pulled or created first when missing (see ``_ensure_base``). Build
-    output is passed to ``log`` line by line; a failed build raises :class:`ImageError`
-    carrying the last lines of that output.
+    The base image (default: debian:SUITE-slim) is pulled or created first when missing (see
+    ``_ensure_base``). ``pins`` override build arguments (e.g. ``{"IPROUTE2_VERSION": ...}``).
+    Build output is passed to ``log`` line by line; a failed build raises :class:`ImageError`
+    carrying the last lines of that output. When a pin fell back to the suite's current
+    version, the image is relabelled (a cached rebuild: only the labels change) with what was
+    installed, and a warning is logged.
     """
     client = _client(client)
     context = Path(context_dir) if context_dir is not None else node_context_dir()
-    _ensure_base(client, base, create_base, log)
-    log(f"building {tag} from {context}")
-    buildargs = {"BASE_IMAGE": base, "MPTCPDOCK_VERSION": __version__}
-    try:
-        output = client.api.build(
-            path=str(context), tag=tag, rm=True, forcerm=True, pull=False, buildargs=buildargs, decode=True
-        )
-        _follow_build(output, tag, log)
-    except DockerException as exc:
-        raise ImageError(f"building {tag} failed: {_first_line(exc)}") from exc
+    buildargs = build_args(suite, context)
+    base = base or buildargs.get("BASE_IMAGE") or base_image_for(suite)
+    _ensure_base(client, base, create_base, log, suite)
+    buildargs.update({"BASE_IMAGE": base, "SUITE": suite, "MPTCPDOCK_VERSION": __version__, **(pins or {})})
+    log(f"building {tag} (Debian {suite}) from {context}")
+    _build(client, context, tag, buildargs, log)
     image = _get_image(client, tag)
     if image is None:
         raise ImageError(f"the build of {tag} finished but the image is missing")
+    installed, fallback = installed_packages(client, tag)
+    labels = image.labels or {}
+    relabel = {PKG_LABEL_PREFIX + name: version for name, version in installed.items()
+               if labels.get(PKG_LABEL_PREFIX + name) != version}
+    if fallback:
+        relabel[FALLBACK_LABEL] = "; ".join(f"{name} {pinned} -> {now}" for name, pinned, now in fallback)
+        for name, pinned, now in fallback:
+            log(f"WARNING: {name} {pinned} is no longer in Debian {suite}; the image has {now} "
+                f"(fix: update the pin in images/node/{'Dockerfile' if suite == SUITE else suite + '.args'})")
+    if relabel:
+        _build(client, context, tag, buildargs, lambda _line: None, labels=relabel)
+        image = _get_image(client, tag)
+        assert image is not None
+    log(f"built {tag}: {describe_image(image)}")
     return image
 
 
+def _build(client: DockerClient, context: Path, tag: str, buildargs: dict[str, str], log: Log,
+           labels: dict[str, str] | None = None) -> None:
+    try:
+        output = client.api.build(path=str(context), tag=tag, rm=True, forcerm=True, pull=False,
+                                  buildargs=buildargs, labels=labels, decode=True)
+        _follow_build(output, tag, log)
+    except DockerException as exc:
+        raise ImageError(f"building {tag} failed: {_first_line(exc)}") from exc
+
+
+def installed_packages(client: DockerClient | None, tag: str) -> tuple[dict[str, str], list[tuple[str, str, str]]]:
+    """What install-packages.sh recorded in image ``tag``: (package -> version installed,
+    [(package, pinned, installed)] for the pins that fell back). Empty for an image without
+    the record (built before it existed)."""
+    client = _client(client)
+    script = f"cat {INSTALLED_FILE} 2>/dev/null; echo '%%%'; cat {FALLBACK_FILE} 2>/dev/null; true"
+    try:
+        output = client.containers.run(tag, ["sh", "-c", script], remove=True, network_mode="none",
+                                       labels={"io.mptcpdock.role": "image-check"})
+    except DockerException as exc:
+        raise ImageError(f"cannot read the package list of {tag}: {_first_line(exc)}") from exc
+    text = output.decode(errors="replace") if isinstance(output, bytes) else str(output)
+    listing, _, fallback_text = text.partition("%%%")
+    installed = dict(line.split(" ", 1) for line in listing.splitlines() if " " in line.strip())
+    fallback = [tuple(line.split()[:3]) for line in fallback_text.splitlines() if len(line.split()) >= 3]
+    return installed, fallback  # type: ignore[return-value]
+
+
+def describe_image(image: Image) -> str:
+    """'95.9 MB, Debian trixie, iproute2 6.15.0-1, ...' for build logs and doctor."""
+    labels = image.labels or {}
+    size = image.attrs.get("Size") or 0
+    packages = ", ".join(f"{key.removeprefix(PKG_LABEL_PREFIX)} {value}" for key, value in sorted(labels.items())
+                         if key.startswith(PKG_LABEL_PREFIX))
+    return f"{size / 1e6:.1f} MB, Debian {labels.get(SUITE_LABEL, 'bookworm')}, {packages}"
+
+
 def build_plan(tag: str = NODE_IMAGE, context_dir: str | os.PathLike[str] | None = None,
-               base: str = BASE_IMAGE, client: DockerClient | None = None) -> dict[str, Any]:
+               base: str | None = None, client: DockerClient | None = None, suite: str = SUITE) -> dict[str, Any]:
     """What :func:`build_node_image` would do, without doing it: the context and its files,
     the build arguments, and whether the base image is there (None when Docker does not
     answer; the build would then fail before starting)."""
     context = Path(context_dir) if context_dir is not None else node_context_dir()
+    buildargs = build_args(suite, context)
+    base = base or buildargs.get("BASE_IMAGE") or base_image_for(suite)
     try:
         present: bool | None = base_image_present(client, base)
     except (DockerException, MptcpdockError):
@@ -326,7 +441,7 @@ def build_plan(tag: str = NODE_IMAGE, context_dir: str | os.PathLike[str] | None
         "files": sorted(path.relative_to(context).as_posix() for path in context.rglob("*") if path.is_file()),
         "base": base,
         "base_present": present,
-        "buildargs": {"BASE_IMAGE": base, "MPTCPDOCK_VERSION": __version__},
+        "buildargs": {**buildargs, "BASE_IMAGE": base, "SUITE": suite, "MPTCPDOCK_VERSION": __version__},
     }
 
 
@@ -343,10 +458,22 @@ def _follow_build(output: Iterator[dict[str, Any]], tag: str, log: Log) -> None:
 
 
 def ensure_node_image(client: DockerClient | None = None, tag: str = NODE_IMAGE, log: Log = print) -> Image:
-    """Return the node image ``tag``, building it first if Docker does not have it."""
+    """Return the node image ``tag``, building it first if Docker does not have it, or has a
+    node image of an older layout under that tag (:data:`NODE_LAYOUT`: e.g. a bookworm image
+    without mptcpd)."""
     client = _client(client)
     image = _get_image(client, tag)
+    if image is not None and is_outdated(image):
+        log(f"{tag} is a node image of layout {(image.labels or {}).get(NODE_LABEL)}, older than {NODE_LAYOUT}: "
+            "rebuilding it")
+        image = None
     return image if image is not None else build_node_image(client, tag, log=log)
+
+
+def is_outdated(image: Image) -> bool:
+    """A node image (it has :data:`NODE_LABEL`) of an older layout than this version builds."""
+    layout = (image.labels or {}).get(NODE_LABEL)
+    return layout is not None and layout.isdigit() and int(layout) < int(NODE_LAYOUT)
 
 
 def save_image(client: DockerClient | None, tag: str, path: str | os.PathLike[str]) -> Path:
