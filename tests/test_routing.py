@@ -42,8 +42,8 @@ def main_routes(routing, node):
     return {route.to: route for route in routing[node].routes if route.table is None}
 
 
-def addresses(topology):
-    return [(node, intf.address) for node in topology.nodes for intf in interfaces(topology, node)]
+def addresses(topology, family=4):
+    return [(node, intf.address) for node in topology.nodes for intf in interfaces(topology, node, family)]
 
 
 # -- routing: auto ----------------------------------------------------------------------------
@@ -305,11 +305,11 @@ def test_kernel_comparison_parses_ip_output():
 def test_every_shipped_topology_routes_without_loops(path):
     topology = validate(load_topology(path))
     routing = compute_routing(topology)
-    for node, source in addresses(topology):
-        for other, target in addresses(topology):
-            if other != node:
+    for node, source in addresses(topology) + addresses(topology, 6):
+        for other, target in addresses(topology) + addresses(topology, 6):
+            if other != node and ipaddress.ip_address(source).version == ipaddress.ip_address(target).version:
                 path_taken = trace_packet(topology, routing, node, source, target)
                 assert "loop" not in (path_taken.problem or ""), (source, target)
     for node in topology.nodes:
         for route in routing[node].routes:
-            assert route.to == "default" or ipaddress.IPv4Network(route.to)
+            assert route.to == "default" or ipaddress.ip_network(route.to)

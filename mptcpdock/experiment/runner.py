@@ -298,12 +298,15 @@ def _substitute(argv: list[str], flow: Flow) -> list[str]:
     return out
 
 
-def server_argv(flow: Flow, tool: str, interval: float = 1.0) -> list[str] | None:
-    """The flow's server command; None: a command flow without a server."""
+def server_argv(flow: Flow, tool: str, interval: float = 1.0, bind: bool = False) -> list[str] | None:
+    """The flow's server command; None: a command flow without a server. ``bind``: listen on
+    the flow's destination address only (``-B``), not on every address of both families:
+    mptcpd 0.13's plugins match a connection's local address to an interface, and a
+    dual-stack listener's IPv4 connections carry IPv4-mapped IPv6 ones."""
     if flow.tool == "command":
         return _mptcp_wrap(_substitute(flow.server, flow), flow.protocol, "mptcpize") if flow.server else None
     argv = ["iperf3", "-s", "-1", "-p", str(flow.port), "-J"] + (["-i", f"{interval:g}"] if interval != 1 else [])
-    if flow.protocol == "udp":  # the UDP stream's replies must come from the address the client sent to, whatever
+    if flow.protocol == "udp" or bind:  # the UDP stream's replies must come from the address the client sent to, whatever
         argv += ["-B", str(flow.dst_address)]  # the routes back prefer (ex.1's h2 answers 192.168.11.2 via eth2a)
     return _mptcp_wrap(argv, flow.protocol, tool)
 
@@ -451,7 +454,8 @@ def _start_agent(run: Run, node: str) -> None:
 def _start_server(run: Run, item: ScheduledFlow) -> float | None:
     """Start the flow's server; the Docker host's clock (epoch seconds) when it listened."""
     flow = item.flow
-    command = server_argv(flow, run.mptcp_tool, run.interval)
+    command = server_argv(flow, run.mptcp_tool, run.interval,
+                          bind=run.topology.nodes[flow.dst].mptcp.uses_mptcpd)
     if command is None:
         return None
     argv = _script("SERVER") + [run.node_dir, f"{flow.name}.server", str(flow.port), *command]

@@ -41,11 +41,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..topology.model import Topology
-from .routing import compute_routing, lookup, path_warnings, trace_packet
+from .routing import compute_routing, families_match, lookup, path_warnings, trace_packet
 
 #: The kernel's defaults for ``ip mptcp limits`` (a fresh network namespace).
 KERNEL_DEFAULT_SUBFLOWS = 2
 KERNEL_DEFAULT_ADD_ADDR_ACCEPTED = 0
+MAX_SUBFLOWS = 8  # the kernel's limit on subflows per connection
 
 
 @dataclass
@@ -115,13 +116,19 @@ class RouteChoice:
     via: str | None
 
 
-def node_interfaces(topology: Topology, node: str) -> dict[str, tuple[str, ipaddress.IPv4Network]]:
-    """interface -> (address, subnet) of a resolved topology's node."""
+def node_interfaces(topology: Topology, node: str, family: int | None = None
+                    ) -> dict[str, tuple[str, ipaddress.IPv4Network | ipaddress.IPv6Network]]:
+    """interface -> (address, subnet) of a resolved topology's node: of ``family`` (4 or 6),
+    or the primary one (IPv4, else IPv6) of each interface."""
     out = {}
     for link in topology.links_of(node):
         end = link.end(node)
-        assert end.interface and end.address and link.subnet
-        out[end.interface] = (end.address, ipaddress.IPv4Network(link.subnet))
+        assert end.interface and end.addresses
+        pairs = [(end.address, link.subnet), (end.address6, link.subnet6)]
+        for address, subnet in pairs:
+            if address and subnet and (family is None or ipaddress.ip_address(address).version == family):
+                out[end.interface] = (address, ipaddress.ip_network(subnet))
+                break
     return out
 
 
@@ -131,21 +138,23 @@ def lookup_route(topology: Topology, node: str, address: str, *, source: str | N
     then the main table; see :func:`mptcpdock.plan.routing.lookup`). With ``interface`` (a socket
     bound to it, as subflows of an endpoint are) only routes through it count. None: no route."""
     routing = tables or compute_routing(topology)
-    interfaces = node_interfaces(topology, node)
+    target = ipaddress.ip_address(address)
+    interfaces = node_interfaces(topology, node, target.version)
     if interface is None:
         found = lookup(topology, routing, node, source, address)
         if found is None:
             return None
         return RouteChoice(found.dev, source or interfaces[found.dev][0], found.next_address)
-    target = ipaddress.IPv4Address(address)
+    if interface not in interfaces:
+        return None  # the interface carries no address of the target's family
     order = [rule.table for rule in sorted(routing[node].rules, key=lambda r: r.priority)
              if source is not None and rule.src == source] + [None]
     for table in order:
         if table is None and target in interfaces[interface][1]:
             return RouteChoice(interface, source or interfaces[interface][0], address)
         matches = []
-        for route in routing[node].table(table):
-            prefix = ipaddress.IPv4Network("0.0.0.0/0" if route.to == "default" else route.to)
+        for route in routing[node].table(table, target.version):
+            prefix = route.network()
             if target in prefix:
                 matches.append((prefix.prefixlen, -(route.metric or 0), route))
         if matches:
@@ -160,7 +169,11 @@ def lookup_route(topology: Topology, node: str, address: str, *, source: str | N
 
 
 def owner_interface(topology: Topology, node: str, address: str) -> str | None:
-    return next((name for name, (addr, _) in node_interfaces(topology, node).items() if addr == address), None)
+    for family in (4, 6):
+        for name, (addr, _) in node_interfaces(topology, node, family).items():
+            if addr == address:
+                return name
+    return None
 
 
 # -- the checks ---------------------------------------------------------------------------------
@@ -272,18 +285,36 @@ def expected_subflows(topology: Topology, flow_name: str) -> tuple[list[Candidat
 
     client_subflows, client_accepts = _limits(topology, client)
     server_subflows, _ = _limits(topology, server)
-    reasoning.append(f"limits: {client} opens up to {client_subflows} additional subflow(s) and accepts "
-                     f"{client_accepts} ADD_ADDR; {server} accepts up to {server_subflows} join(s)")
-    endpoints = topology.nodes[client].mptcp.endpoints
+    client_pm, server_pm = topology.nodes[client].mptcp, topology.nodes[server].mptcp
+    if client_pm.path_manager == "userspace":
+        reasoning += _userspace_reasoning(topology, client, "client")
+        client_subflows = 0  # the kernel opens nothing by itself; mptcpd's plugin decides
+    else:
+        reasoning.append(f"limits: {client} opens up to {client_subflows} additional subflow(s) and accepts "
+                         f"{client_accepts} ADD_ADDR; {server} accepts up to {server_subflows} join(s)")
+    if server_pm.path_manager == "userspace":
+        reasoning += _userspace_reasoning(topology, server, "server")
+        server_subflows = MAX_SUBFLOWS  # joins are accepted as the daemon's plugin allows
+    endpoints = [] if client_pm.path_manager == "userspace" else topology.nodes[client].mptcp.endpoints
     fullmesh = [ep for ep in endpoints if "fullmesh" in ep.flags]
     announced: list[tuple[str, str]] = []  # (address, interface) the server signals
-    for ep in topology.nodes[server].mptcp.endpoints:
+    if server_pm.path_manager == "userspace":
+        if server_pm.uses_mptcpd and server_pm.mptcpd_plugin == "sspi":
+            own = owner_interface(topology, server, remote0)
+            for name, (address, _) in node_interfaces(topology, server).items():
+                for candidate in _addresses_of(topology, server, name):
+                    if name != own and families_match(remote0, candidate, candidate):
+                        announced.append((candidate, name))
+    for ep in topology.nodes[server].mptcp.endpoints if server_pm.path_manager != "userspace" else []:
         if "signal" not in ep.flags:
             continue
         address = _endpoint_address(topology, server, ep)
         if address == remote0:
             reasoning.append(f"{server}'s signal endpoint {ep.interface} is the address the flow connects to: "
                              "nothing to announce")
+        elif not families_match(remote0, address, address):
+            reasoning.append(f"{server} signals {address} ({ep.interface}), an IPv{ipaddress.ip_address(address).version} "
+                             f"address the IPv4 connection to {remote0} cannot use")
         else:
             announced.append((address, ep.interface))
     accepted = announced[:client_accepts]
@@ -304,6 +335,8 @@ def expected_subflows(topology: Topology, flow_name: str) -> tuple[list[Candidat
         remotes = known_remotes if "fullmesh" in ep.flags else [remote0]
         kind = "fullmesh endpoint" if "fullmesh" in ep.flags else "subflow endpoint"
         for remote in remotes:
+            if not families_match(remote0, address, remote):
+                continue  # the kernel pairs addresses of one family only
             if (address, remote) != (local0, remote0):
                 candidates.append(_assess(topology, client, server, address, remote,
                                           f"{kind} {ep.interface}", ep.interface))
@@ -316,6 +349,21 @@ def expected_subflows(topology: Topology, flow_name: str) -> tuple[list[Candidat
     for candidate in candidates:
         unique.setdefault((candidate.local, candidate.remote), candidate)
     candidates = list(unique.values())
+    if client_pm.path_manager == "userspace" and client_pm.uses_mptcpd and client_pm.mptcpd_plugin == "sspi" \
+            and server_pm.path_manager != "userspace":
+        # the client announces its other interfaces; the server's kernel path manager connects to them
+        server_subflows_max, server_accepts = _limits(topology, server)
+        own = owner_interface(topology, client, local0)
+        for name in node_interfaces(topology, client):
+            for address in _addresses_of(topology, client, name):
+                if name != own and families_match(remote0, address, address):
+                    route = lookup_route(topology, server, address)
+                    local = route.source if route else remote0
+                    candidates.append(_assess(topology, server, client, local, address,
+                                              f"{server} to {client}'s ADD_ADDR of {name}", None))
+        client_subflows = min(server_accepts, server_subflows_max)
+        reasoning.append(f"{server} opens subflows to what {client} announces: up to {client_subflows} "
+                         f"(its add_addr_accepted and subflows limits)")
     routable = [c for c in candidates if c.routable]
     extra = min(len(routable), client_subflows, server_subflows)
     if len(routable) > extra:
@@ -323,6 +371,30 @@ def expected_subflows(topology: Topology, flow_name: str) -> tuple[list[Candidat
     if not candidates:
         reasoning.append("no candidate for an additional subflow: the connection stays on one path")
     return [initial] + candidates, 1 + extra, reasoning
+
+
+def _addresses_of(topology: Topology, node: str, interface: str) -> list[str]:
+    return next((link.end(node).addresses for link in topology.links_of(node)
+                 if link.end(node).interface == interface), [])
+
+
+def _userspace_reasoning(topology: Topology, node: str, role: str) -> list[str]:
+    """What the userspace path manager on ``node`` will do, in place of the endpoint rules."""
+    mptcp = topology.nodes[node].mptcp
+    lines = [f"{node} ({role}) uses the userspace path manager: the kernel follows no endpoints or limits "
+             "there; a daemon decides which addresses to announce and which subflows to open"]
+    if not mptcp.uses_mptcpd:
+        lines.append(f"{node} runs no mptcpd ('mptcpd: false'): nothing announces addresses or opens subflows "
+                     "unless you drive the path manager yourself")
+    elif mptcp.mptcpd_plugin == "sspi":
+        lines.append(f"mptcpd's sspi plugin on {node}: on each new connection it announces (ADD_ADDR) the addresses "
+                     f"of {node}'s other interfaces, one subflow per interface; the peer's kernel path manager "
+                     "opens a subflow to each address it accepts (its add_addr_accepted limit)")
+    else:
+        lines.append(f"mptcpd's {mptcp.mptcpd_plugin} plugin on {node} adds its addresses to the kernel path "
+                     "manager's endpoints, which the userspace path manager does not follow: expect no "
+                     "additional subflow")
+    return lines
 
 
 def make_checklist(topology: Topology) -> Checklist:

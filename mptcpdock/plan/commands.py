@@ -8,6 +8,7 @@ tests read them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .. import NODE_IMAGE
@@ -25,11 +26,22 @@ PHASES = ("addresses", "routes", "mptcp", "qdiscs")
 class InterfacePlan:
     name: str
     link: str
-    address: str
+    address: str  # the primary address: IPv4, or IPv6 on an IPv6-only link
     prefixlen: int
     peer_node: str
     peer_interface: str
     peer_address: str
+    address6: str | None = None  # the IPv6 address of a dual-stack or IPv6-only link
+    prefixlen6: int | None = None
+    peer_address6: str | None = None
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """(address, prefix length) of every address, IPv4 first."""
+        out = [(self.address, self.prefixlen)]
+        if self.address6 and self.address6 != self.address:
+            out.append((self.address6, self.prefixlen6 or 64))
+        return out
 
 
 @dataclass
@@ -48,6 +60,9 @@ class NodePlan:
     #: interface -> its egress shaping as planned (tc lines and the queue with its reason).
     shaping: dict[str, ShapingPlan] = field(default_factory=dict)
     engine: str | None = None  # the topology's engine name; None: the environment's only engine
+    #: the userspace path manager daemon's command line (mptcpd), started after configuration
+    daemon: list[str] = field(default_factory=list)
+    path_manager: str | None = None  # as the topology asks (None: the kernel's default)
 
     def ip_lines(self) -> list[str]:
         return [line for phase in PHASES if phase != "qdiscs" for line in self.phases.get(phase, [])]
@@ -77,6 +92,7 @@ class LinkPlan:
     @property
     def crosses(self) -> bool:
         return self.a_engine != self.b_engine
+    subnet6: str | None = None
 
 
 @dataclass
@@ -139,9 +155,10 @@ class Plan:
         return out
 
 
-def default_sysctls(kind: str, mptcp_enabled: bool) -> dict[str, str]:
-    """Per-container sysctls, set at create time (containers cannot write /proc/sys)."""
-    return {
+def default_sysctls(kind: str, mptcp_enabled: bool, ipv6: bool = False) -> dict[str, str]:
+    """Per-container sysctls, set at create time (containers cannot write /proc/sys).
+    ``ipv6``: the node has an IPv6 address (else IPv6 stays disabled in it)."""
+    out = {
         "net.ipv4.ip_forward": "1" if kind == "router" else "0",
         "net.mptcp.enabled": "1" if mptcp_enabled else "0",
         # Loose reverse-path filtering, as mptcp.dev recommends for multihomed hosts: a
@@ -150,10 +167,18 @@ def default_sysctls(kind: str, mptcp_enabled: bool) -> dict[str, str]:
         "net.ipv4.conf.default.rp_filter": "2",
         # Every run starts from fresh TCP state rather than cached per-destination metrics.
         "net.ipv4.tcp_no_metrics_save": "1",
-        # Only the IPv4 addresses mptcpdock assigns carry traffic.
-        "net.ipv6.conf.all.disable_ipv6": "1",
-        "net.ipv6.conf.default.disable_ipv6": "1",
+        # Only the addresses mptcpdock assigns carry traffic: without an IPv6 one, no IPv6.
+        "net.ipv6.conf.all.disable_ipv6": "0" if ipv6 else "1",
+        "net.ipv6.conf.default.disable_ipv6": "0" if ipv6 else "1",
     }
+    if ipv6:
+        # Addresses are set, never learnt: no router advertisements taken, none asked for.
+        out["net.ipv6.conf.all.accept_ra"] = "0"
+        out["net.ipv6.conf.default.accept_ra"] = "0"
+        out["net.ipv6.conf.all.router_solicitations"] = "0"
+        out["net.ipv6.conf.default.router_solicitations"] = "0"
+        out["net.ipv6.conf.all.forwarding"] = "1" if kind == "router" else "0"
+    return out
 
 
 #: Set to 0 on every MPTCP node whose kernel has it (6.12+): after SYNs with MPTCP options are
@@ -162,26 +187,36 @@ def default_sysctls(kind: str, mptcp_enabled: bool) -> dict[str, str]:
 BLACKHOLE_TIMEOUT = "net.mptcp.blackhole_timeout"
 
 
-def apply_kernel_sysctls(plan: "Plan", *, has_blackhole_timeout: bool) -> None:
+def apply_kernel_sysctls(plan: "Plan", *, has_blackhole_timeout: bool,
+                         path_manager_sysctls: Callable[[str], dict[str, str]] | None = None) -> None:
     """Add the sysctls that depend on the Docker host's kernel (known after the probe) to
-    every MPTCP node of ``plan``; a node's own setting wins."""
-    if not has_blackhole_timeout:
-        return
+    every MPTCP node of ``plan``; a node's own setting wins. ``path_manager_sysctls``: the
+    probe's mapping of a path manager to this kernel's knob (net.mptcp.path_manager on 6.15+,
+    net.mptcp.pm_type before)."""
     for node in plan.nodes.values():
-        if node.sysctls.get("net.mptcp.enabled") == "1":
+        if node.sysctls.get("net.mptcp.enabled") != "1":
+            continue
+        if has_blackhole_timeout:
             node.sysctls.setdefault(BLACKHOLE_TIMEOUT, "0")
+        if node.path_manager and path_manager_sysctls is not None:
+            for key, value in path_manager_sysctls(node.path_manager).items():
+                node.sysctls.setdefault(key, value)
 
 
 def _interfaces(topo: Topology, node: str) -> list[InterfacePlan]:
     out = []
     for link in topo.links_of(node):
         end, peer = link.end(node), link.peer(node)
-        assert link.name and link.subnet and end.interface and end.address
-        assert peer.interface and peer.address
+        assert link.name and end.interface and end.addresses
+        assert peer.interface and peer.addresses
+        primary_subnet = link.subnet or link.subnet6
+        assert primary_subnet
         out.append(InterfacePlan(
-            name=end.interface, link=link.name, address=end.address,
-            prefixlen=int(link.subnet.split("/")[1]), peer_node=peer.node,
-            peer_interface=peer.interface, peer_address=peer.address,
+            name=end.interface, link=link.name, address=end.addresses[0],
+            prefixlen=int(primary_subnet.split("/")[1]), peer_node=peer.node,
+            peer_interface=peer.interface, peer_address=peer.addresses[0],
+            address6=end.address6, prefixlen6=int(link.subnet6.split("/")[1]) if link.subnet6 else None,
+            peer_address6=peer.address6,
         ))
     return out
 
@@ -212,7 +247,11 @@ def _address_lines(interfaces: list[InterfacePlan], gso_segments: int | None = N
                    mtu: int | None = None) -> list[str]:
     lines = []
     for intf in interfaces:
-        lines.append(f"addr add {intf.address}/{intf.prefixlen} dev {intf.name}")
+        for address, prefixlen in intf.addresses:
+            if ":" in address:  # nodad: usable at once (the lab assigned it, no one else has it)
+                lines.append(f"-6 addr add {address}/{prefixlen} dev {intf.name} nodad")
+            else:
+                lines.append(f"addr add {address}/{prefixlen} dev {intf.name}")
         if mtu is not None:
             lines.append(f"link set dev {intf.name} mtu {mtu}")
         if gso_segments is not None:
@@ -234,10 +273,48 @@ def _mptcp_lines(topo: Topology, node: str, interfaces: list[InterfacePlan]) -> 
     if limits:
         lines.append("mptcp limits set " + " ".join(limits))
     addresses = {intf.name: intf.address for intf in interfaces}
-    for endpoint in mptcp.endpoints:
+    explicit = any(endpoint.id is not None for endpoint in mptcp.endpoints)  # else the kernel's 1, 2, ... match
+    for endpoint, eid in zip(mptcp.endpoints, endpoint_ids(mptcp.endpoints)):
         address = endpoint.address or addresses[endpoint.interface]
-        lines.append(f"mptcp endpoint add {address} dev {endpoint.interface} " + " ".join(endpoint.flags))
+        ident = f" id {eid}" if explicit else ""
+        port = f" port {endpoint.port}" if endpoint.port is not None else ""
+        lines.append(f"mptcp endpoint add {address} dev {endpoint.interface}{ident}{port} " + " ".join(endpoint.flags))
     return lines
+
+
+def endpoint_ids(endpoints: list) -> list[int]:
+    """The id of each endpoint as ``up`` adds it: its own ``id``, else the lowest id from 1
+    that no endpoint of the node claims (what the kernel would pick in this order)."""
+    taken = {ep.id for ep in endpoints if ep.id is not None}
+    out, next_id = [], 1
+    for endpoint in endpoints:
+        if endpoint.id is not None:
+            out.append(endpoint.id)
+            continue
+        while next_id in taken:
+            next_id += 1
+        out.append(next_id)
+        taken.add(next_id)
+    return out
+
+
+#: Where mptcpd is in the node image (Debian's mptcpd package), and its log in the node.
+MPTCPD = "/usr/libexec/mptcpd"
+MPTCPD_LOG = "/var/log/mptcpd.log"
+
+
+def daemon_command(topo: Topology, node: str) -> list[str]:
+    """mptcpd's command line for a node on the userspace path manager ([] otherwise): the
+    chosen plugin as the only and default path manager, told about addresses that exist
+    already (the node's are added before it starts), link-local and loopback ones skipped."""
+    mptcp = topo.nodes[node].mptcp
+    if not mptcp.uses_mptcpd:
+        return []
+    argv = [MPTCPD, "--log=stderr", f"--load-plugins={mptcp.mptcpd_plugin}", f"--path-manager={mptcp.mptcpd_plugin}",
+            "--notify-flags=existing,skip_link_local,skip_loopback"]
+    if mptcp.mptcpd_addr_flags:
+        argv.append("--addr-flags=" + ",".join(mptcp.mptcpd_addr_flags))
+    return argv
 
 
 def netem_event_egresses(topology: Topology) -> set[tuple[str, str]]:
@@ -279,7 +356,9 @@ def make_plan(topology: Topology, *, drop_impairments: bool = False) -> Plan:
     for name, node in topology.nodes.items():
         interfaces = _interfaces(topology, name)
         shaping = _node_shaping(topology, name, egress, round_trips, netem_leaves)
-        sysctls = default_sysctls(node.kind, node.mptcp.enabled)
+        sysctls = default_sysctls(node.kind, node.mptcp.enabled, ipv6=any(intf.address6 for intf in interfaces))
+        if node.mptcp.enabled and node.mptcp.scheduler:
+            sysctls["net.mptcp.scheduler"] = node.mptcp.scheduler
         sysctls.update(node.sysctls)
         nodes[name] = NodePlan(
             name=name,
@@ -299,14 +378,17 @@ def make_plan(topology: Topology, *, drop_impairments: bool = False) -> Plan:
             monitor=node.mptcp.monitor,
             shaping=shaping,
             engine=node.engine,
+            daemon=daemon_command(topology, name),
+            path_manager=node.mptcp.path_manager if node.mptcp.enabled else None,
         )
     links = []
     for link in topology.links:
-        assert link.name and link.subnet
+        assert link.name and (link.subnet or link.subnet6)
         links.append(LinkPlan(
-            name=link.name, subnet=link.subnet,
-            a_node=link.a.node, a_interface=link.a.interface or "", a_address=link.a.address or "",
-            b_node=link.b.node, b_interface=link.b.interface or "", b_address=link.b.address or "",
+            name=link.name, subnet=link.subnet or link.subnet6 or "",
+            a_node=link.a.node, a_interface=link.a.interface or "", a_address=(link.a.addresses or [""])[0],
+            b_node=link.b.node, b_interface=link.b.interface or "", b_address=(link.b.addresses or [""])[0],
+            subnet6=link.subnet6,
             needs_netem=link.shaping_from(link.a.node).needs_netem or link.shaping_from(link.b.node).needs_netem
             or any((end.node, end.interface) in netem_event_egresses(topology) for end in (link.a, link.b)),
             driver="overlay" if topology.is_overlay(link) else "bridge",

@@ -38,8 +38,9 @@ from dataclasses import dataclass, field, replace
 
 from ..errors import TopologyError
 from ..topology.model import Endpoint, Event, Shaping, Topology
+from ..topology.validate import line_of
 from ..topology.units import format_percent, format_rate, format_time_us
-from .commands import Plan
+from .commands import Plan, endpoint_ids
 from .shaping import (CLASS_ID, LEAF_HANDLE, ROOT_HANDLE, has_netem_leaf, htb_class_args, leaf_args,
                       without_impairments)
 
@@ -168,14 +169,7 @@ def describe(event: Event) -> str:
     return text + (f" (from {event.from_node})" if event.from_node else "")
 
 
-def _line_of(topology: Topology, field: str) -> int | None:
-    path = field
-    while path:
-        if path in topology.locations:
-            return topology.locations[path]
-        cut = max(path.rfind("."), path.rfind("["))
-        path = path[:cut] if cut > 0 else ""
-    return None
+_line_of = line_of
 
 
 class _Planner:
@@ -214,9 +208,11 @@ class _Planner:
         self.limits: dict[str, dict[str, int]] = {}
         for name, node in topology.nodes.items():
             addresses = {intf.name: intf.address for intf in plan.nodes[name].interfaces}
-            self.endpoints[name] = {ep.interface: (i, tuple(ep.flags), ep.address or addresses[ep.interface])
-                                    for i, ep in enumerate(node.mptcp.endpoints, 1)}
-            self.next_id[name] = len(node.mptcp.endpoints) + 1
+            ids = endpoint_ids(node.mptcp.endpoints)
+            self.endpoints[name] = {}
+            for eid, ep in zip(ids, node.mptcp.endpoints):  # an interface's first endpoint is the one events change
+                self.endpoints[name].setdefault(ep.interface, (eid, tuple(ep.flags), ep.address or addresses[ep.interface]))
+            self.next_id[name] = max(ids, default=0) + 1
             self.limits[name] = {"subflows": node.mptcp.subflows if node.mptcp.subflows is not None
                                  else DEFAULT_LIMITS["subflows"],
                                  "add_addr_accepted": node.mptcp.add_addr_accepted
@@ -417,16 +413,20 @@ class _Planner:
                                              "restore", "restore"))
         for name, node in self.topology.nodes.items():
             addresses = {intf.name: intf.address for intf in self.plan.nodes[name].interfaces}
-            initial = {ep.interface: (i, tuple(ep.flags), ep.address or addresses[ep.interface])
-                       for i, ep in enumerate(node.mptcp.endpoints, 1)}
+            initial: dict[str, tuple[int, tuple[str, ...], str]] = {}
+            every = []
+            for eid, ep in zip(endpoint_ids(node.mptcp.endpoints), node.mptcp.endpoints):
+                initial.setdefault(ep.interface, (eid, tuple(ep.flags), ep.address or addresses[ep.interface]))
+                every.append((eid, ep, ep.address or addresses[ep.interface]))
             if self.endpoints[name] != initial:
                 schedule = self.schedules[name]
                 schedule.restore.append(Step(math.inf, name, "ip", ("mptcp", "endpoint", "flush"), "restore",
                                              "restore"))
-                for ep in node.mptcp.endpoints:
-                    eid, flags, address = initial[ep.interface]
+                for eid, ep, address in every:
+                    port = ("port", str(ep.port)) if ep.port is not None else ()
                     schedule.restore.append(Step(math.inf, name, "ip", ("mptcp", "endpoint", "add", address, "dev",
-                                                                        ep.interface, "id", str(eid), *flags),
+                                                                        ep.interface, "id", str(eid), *port,
+                                                                        *ep.flags),
                                                  "restore", "restore"))
             first = {"subflows": node.mptcp.subflows if node.mptcp.subflows is not None else DEFAULT_LIMITS["subflows"],
                      "add_addr_accepted": node.mptcp.add_addr_accepted if node.mptcp.add_addr_accepted is not None

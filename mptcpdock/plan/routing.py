@@ -19,7 +19,14 @@ Three sources of routes, in the order they win for a destination:
   interface that owns ADDR.
 
 :func:`compute_routing` returns all of it per node as data, :func:`routing_commands` turns
-it into ``ip -batch`` lines. :func:`trace_packet` walks a packet through the computed
+it into ``ip -batch`` lines (IPv6 ones prefixed ``-6``: the node runs them with ``ip -6 -batch``).
+
+Dual stack: every computation runs per address family over the links that carry it (a link's
+``subnet`` for IPv4, ``subnet6`` for IPv6). Routers forward both; a host forwards IPv4 with
+``net.ipv4.ip_forward=1``, IPv6 with ``net.ipv6.conf.all.forwarding=1``. An interface's
+per-source table holds both of its families' routes (one table number: the kernel keeps the
+families' routes of a table apart). Linux has no reverse-path filter for IPv6, so the
+simulator applies ``rp_filter`` to IPv4 packets only. :func:`trace_packet` walks a packet through the computed
 tables (longest-prefix match, policy rules, reverse-path filtering), which is what
 :func:`path_warnings` uses to find subflows that cannot work.
 """
@@ -45,7 +52,7 @@ MAX_HOPS = 64
 
 @dataclass(frozen=True)
 class RouteEntry:
-    to: str  # "default" or a prefix such as "10.0.1.0/24"
+    to: str  # "default" or a prefix such as "10.0.1.0/24" or "fd00:1::/64"
     dev: str
     via: str | None = None
     metric: int | None = None
@@ -54,6 +61,16 @@ class RouteEntry:
     scope_link: bool = False  # a directly connected prefix (no next hop)
     origin: str = "static"  # static | auto | source
     cost: int | None = None  # path cost of an automatic route (for display)
+    family: int = 4
+
+    def network(self) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+        if self.to == "default":
+            return ipaddress.ip_network("0.0.0.0/0" if self.family == 4 else "::/0")
+        return ipaddress.ip_network(self.to)
+
+    def batch_line(self) -> str:
+        """The ``ip -batch`` line (``-6`` first for IPv6: see :func:`routing_commands`)."""
+        return ("-6 " if self.family == 6 else "") + self.ip_args()
 
     def ip_args(self) -> str:
         args = ["route", "add", self.to]
@@ -76,9 +93,13 @@ class RuleEntry:
     src: str  # an address of this node
     table: int
     priority: int
+    family: int = 4
 
     def ip_args(self) -> str:
         return f"rule add from {self.src} table {self.table} priority {self.priority}"
+
+    def batch_line(self) -> str:
+        return ("-6 " if self.family == 6 else "") + self.ip_args()
 
 
 @dataclass
@@ -86,42 +107,82 @@ class NodeRouting:
     routes: list[RouteEntry] = field(default_factory=list)
     rules: list[RuleEntry] = field(default_factory=list)
 
-    def table(self, table: int | None) -> list[RouteEntry]:
-        return [route for route in self.routes if route.table == table]
+    def table(self, table: int | None, family: int | None = None) -> list[RouteEntry]:
+        return [route for route in self.routes if route.table == table and family in (None, route.family)]
 
 
 @dataclass(frozen=True)
 class Interface:
-    """One link end of a node, with what routing needs to know about it."""
+    """One link end of a node in one address family, with what routing needs to know about it."""
 
     name: str
     address: str
-    subnet: ipaddress.IPv4Network
+    subnet: ipaddress.IPv4Network | ipaddress.IPv6Network
     peer_node: str
     peer_address: str
     link_index: int
     cost: int
+    position: int = 1  # 1.. in link order among the node's links (its per-source table number)
+
+    @property
+    def family(self) -> int:
+        return self.subnet.version
 
 
-def interfaces(topo: Topology, node: str) -> list[Interface]:
-    """The node's link ends, in link order."""
+FAMILY_NUMBERS = (4, 6)
+
+
+def _end_address(end, family: int) -> str | None:
+    return end.address if family == 4 else end.address6
+
+
+def _link_subnet(link, family: int) -> str | None:
+    return link.subnet if family == 4 else link.subnet6
+
+
+def interfaces(topo: Topology, node: str, family: int = 4) -> list[Interface]:
+    """The node's link ends that carry ``family``, in link order."""
     out = []
+    position = 0
     for index, link in enumerate(topo.links):
         if node not in (link.a.node, link.b.node):
             continue
+        position += 1
         end, peer = link.end(node), link.peer(node)
-        assert end.interface and end.address and peer.address and link.subnet, "topology is not resolved"
-        out.append(Interface(end.interface, end.address, ipaddress.IPv4Network(link.subnet), peer.node,
-                             peer.address, index, link.cost))
+        subnet = _link_subnet(link, family)
+        if subnet is None:
+            continue
+        address, peer_address = _end_address(end, family), _end_address(peer, family)
+        assert end.interface and address and peer_address, "topology is not resolved"
+        out.append(Interface(end.interface, address, ipaddress.ip_network(subnet), peer.node,
+                             peer_address, index, link.cost, position))
     return out
+
+
+def all_interfaces(topo: Topology, node: str) -> list[Interface]:
+    """Both families' :func:`interfaces` (IPv4 first)."""
+    return [intf for family in FAMILY_NUMBERS for intf in interfaces(topo, node, family)]
+
+
+def families(topo: Topology) -> list[int]:
+    """The address families the topology's links carry."""
+    return [family for family in FAMILY_NUMBERS if any(_link_subnet(link, family) for link in topo.links)]
+
+
+def family_of(address: str) -> int:
+    return ipaddress.ip_address(address).version
 
 
 # -- what each node is ---------------------------------------------------------------------
 
-def forwards(topo: Topology, node: str) -> bool:
-    """Whether ``node`` forwards packets (routers, or a host given net.ipv4.ip_forward=1)."""
+FORWARDING_SYSCTL = {4: "net.ipv4.ip_forward", 6: "net.ipv6.conf.all.forwarding"}
+
+
+def forwards(topo: Topology, node: str, family: int = 4) -> bool:
+    """Whether ``node`` forwards packets of ``family`` (routers, or a host given
+    net.ipv4.ip_forward=1 / net.ipv6.conf.all.forwarding=1)."""
     spec = topo.nodes[node]
-    return spec.kind == "router" or spec.sysctls.get("net.ipv4.ip_forward") == "1"
+    return spec.kind == "router" or spec.sysctls.get(FORWARDING_SYSCTL[family]) == "1"
 
 
 def routing_mode(topo: Topology, node: str) -> str:
@@ -159,23 +220,38 @@ def rp_filter(topo: Topology, node: str) -> int:
 def normalise_destination(to: str) -> str:
     if to == "default":
         return "default"
-    return str(ipaddress.IPv4Network(to, strict=False))
+    return str(ipaddress.ip_network(to, strict=False))
 
 
-def resolve_static_route(topo: Topology, node: str, route: Route) -> RouteEntry:
-    """A hand-written route with its device and next hop made explicit."""
-    own = interfaces(topo, node)
+def resolve_static_route(topo: Topology, node: str, route: Route) -> list[RouteEntry]:
+    """A hand-written route with its device and next hop made explicit: one entry per family
+    it applies to (``to: default`` over a ``dev``/``link`` of a dual-stack link: both)."""
     to = normalise_destination(route.to)
-    if route.link:
-        link = topo.link(route.link)
-        end, peer = link.end(node), link.peer(node)
-        return RouteEntry(to=to, dev=end.interface or "", via=peer.address, metric=route.metric)
     if route.via:
-        via = ipaddress.IPv4Address(route.via)
-        dev = route.dev or next(intf.name for intf in own if via in intf.subnet)
-        return RouteEntry(to=to, dev=dev, via=route.via, metric=route.metric)
-    peer = next(intf.peer_address for intf in own if intf.name == route.dev)
-    return RouteEntry(to=to, dev=route.dev or "", via=peer, metric=route.metric)
+        family = family_of(route.via)
+    elif to != "default":
+        family = ipaddress.ip_network(to).version
+    else:
+        family = 0  # both, as far as the link carries them
+    out = []
+    for fam in FAMILY_NUMBERS if family == 0 else (family,):
+        own = interfaces(topo, node, fam)
+        if route.link:
+            link = topo.link(route.link)
+            peer_address = _end_address(link.peer(node), fam)
+            if peer_address is None:
+                continue
+            out.append(RouteEntry(to=to, dev=link.end(node).interface or "", via=peer_address, metric=route.metric,
+                                  family=fam))
+        elif route.via:
+            via = ipaddress.ip_address(route.via)
+            dev = route.dev or next(intf.name for intf in own if via in intf.subnet)
+            out.append(RouteEntry(to=to, dev=dev, via=route.via, metric=route.metric, family=fam))
+        else:
+            peer = next((intf.peer_address for intf in own if intf.name == route.dev), None)
+            if peer is not None:
+                out.append(RouteEntry(to=to, dev=route.dev or "", via=peer, metric=route.metric, family=fam))
+    return out
 
 
 def static_routes(topo: Topology, node: str) -> list[RouteEntry]:
@@ -183,13 +259,15 @@ def static_routes(topo: Topology, node: str) -> list[RouteEntry]:
     (NeST sends both to the kernel, which refuses the second with 'File exists' and NeST
     ignores that; here the second becomes a working fallback route)."""
     entries: list[RouteEntry] = []
-    metrics: dict[str, int] = {}
+    metrics: dict[tuple[int, str], int] = {}
     for route in topo.nodes[node].routes:
-        entry = resolve_static_route(topo, node, route)
-        if entry.to in metrics and entry.metric is None:
-            entry = RouteEntry(to=entry.to, dev=entry.dev, via=entry.via, metric=metrics[entry.to] + 1)
-        metrics[entry.to] = entry.metric or 0
-        entries.append(entry)
+        for entry in resolve_static_route(topo, node, route):
+            key = (entry.family, entry.to)
+            if key in metrics and entry.metric is None:
+                entry = RouteEntry(to=entry.to, dev=entry.dev, via=entry.via, metric=metrics[key] + 1,
+                                   family=entry.family)
+            metrics[key] = entry.metric or 0
+            entries.append(entry)
     return entries
 
 
@@ -200,29 +278,34 @@ class Destination:
     """Something to route to: a link subnet, reached at any of ``terminals`` (the link's
     forwarding ends), or one host address of a host-to-host link (``/32``)."""
 
-    prefix: ipaddress.IPv4Network
+    prefix: ipaddress.IPv4Network | ipaddress.IPv6Network
     terminals: tuple[str, ...]
     on_link: tuple[str, ...]  # nodes directly connected to the prefix (they need no route)
     link_index: int
 
 
-def destinations(topo: Topology) -> list[Destination]:
+def destinations(topo: Topology, family: int = 4) -> list[Destination]:
     out = []
+    host_bits = 32 if family == 4 else 128
     for index, link in enumerate(topo.links):
-        assert link.subnet and link.a.address and link.b.address, "topology is not resolved"
+        subnet = _link_subnet(link, family)
+        if subnet is None:
+            continue
         ends = (link.a.node, link.b.node)
-        terminals = tuple(node for node in ends if forwards(topo, node))
+        terminals = tuple(node for node in ends if forwards(topo, node, family))
         if terminals:
-            out.append(Destination(ipaddress.IPv4Network(link.subnet), terminals, ends, index))
+            out.append(Destination(ipaddress.ip_network(subnet), terminals, ends, index))
         else:  # two hosts: each address is reached only at its own node
             for end in (link.a, link.b):
-                out.append(Destination(ipaddress.IPv4Network(f"{end.address}/32"), (end.node,), ends, index))
+                address = _end_address(end, family)
+                assert address, "topology is not resolved"
+                out.append(Destination(ipaddress.ip_network(f"{address}/{host_bits}"), (end.node,), ends, index))
     return out
 
 
-def distances(topo: Topology, source: str) -> dict[str, int]:
-    """Least total link cost from ``source`` to every node it can reach, where only
-    forwarding nodes may be passed through (Dijkstra)."""
+def distances(topo: Topology, source: str, family: int = 4) -> dict[str, int]:
+    """Least total link cost from ``source`` to every node it can reach over links carrying
+    ``family``, where only nodes forwarding it may be passed through (Dijkstra)."""
     best = {source: 0}
     queue = [(0, source)]
     done: set[str] = set()
@@ -231,9 +314,11 @@ def distances(topo: Topology, source: str) -> dict[str, int]:
         if node in done:
             continue
         done.add(node)
-        if node != source and not forwards(topo, node):
+        if node != source and not forwards(topo, node, family):
             continue  # a host is an end point, never a transit
         for link in topo.links_of(node):
+            if _link_subnet(link, family) is None:
+                continue
             peer = link.peer(node).node
             total = cost + link.cost
             if total < best.get(peer, total + 1):
@@ -247,7 +332,8 @@ def _cost_to(dist: dict[str, int], terminals: Iterable[str]) -> int | None:
     return min(costs) if costs else None
 
 
-def auto_routes(topo: Topology, node: str, all_distances: dict[str, dict[str, int]] | None = None) -> list[RouteEntry]:
+def auto_routes(topo: Topology, node: str, all_distances: dict[str, dict[str, int]] | None = None,
+                family: int = 4) -> list[RouteEntry]:
     """Shortest-path routes from ``node`` to every destination it is not on.
 
     Ties: the first hops that lie on a shortest path are listed in link order, and the
@@ -258,11 +344,11 @@ def auto_routes(topo: Topology, node: str, all_distances: dict[str, dict[str, in
     from this main table, so spreading gives those subflows different first links.
     Hop-by-hop routing on any shortest-path next hop is loop-free (costs are >= 1).
     """
-    all_distances = all_distances or {name: distances(topo, name) for name in topo.nodes}
-    own = interfaces(topo, node)
+    all_distances = all_distances or {name: distances(topo, name, family) for name in topo.nodes}
+    own = interfaces(topo, node, family)
     turns: dict[tuple[int, ...], int] = {}
     routes = []
-    for dest in destinations(topo):
+    for dest in destinations(topo, family):
         if node in dest.on_link:
             continue
         best = _cost_to(all_distances[node], dest.terminals)
@@ -272,7 +358,7 @@ def auto_routes(topo: Topology, node: str, all_distances: dict[str, dict[str, in
         for intf in own:
             if intf.peer_node in dest.terminals:
                 rest: int | None = 0
-            elif forwards(topo, intf.peer_node):
+            elif forwards(topo, intf.peer_node, family):
                 rest = _cost_to(all_distances[intf.peer_node], dest.terminals)
             else:
                 rest = None
@@ -283,13 +369,14 @@ def auto_routes(topo: Topology, node: str, all_distances: dict[str, dict[str, in
         turns[key] = turn + 1
         chosen = tied[turn % len(tied)]
         routes.append(RouteEntry(to=str(dest.prefix), dev=chosen.name, via=chosen.peer_address,
-                                 origin="auto", cost=best))
+                                 origin="auto", cost=best, family=family))
     return routes
 
 
 def _covered(prefix: str, hand: list[RouteEntry]) -> bool:
-    network = ipaddress.IPv4Network(prefix)
-    return any(route.to != "default" and network.subnet_of(ipaddress.IPv4Network(route.to)) for route in hand)
+    network = ipaddress.ip_network(prefix)
+    return any(route.to != "default" and route.network().version == network.version
+               and network.subnet_of(route.network()) for route in hand)  # type: ignore[arg-type]
 
 
 # -- per-source tables ----------------------------------------------------------------------
@@ -299,26 +386,31 @@ def source_tables(topo: Topology, node: str) -> tuple[list[RuleEntry], list[Rout
     default route via the interface's peer when the peer forwards. Destinations a table
     cannot route fall through to the main table (the kernel tries the next rule)."""
     rules, routes = [], []
-    for index, intf in enumerate(interfaces(topo, node), start=1):
-        table = TABLE_BASE + index
-        rules.append(RuleEntry(src=intf.address, table=table, priority=RULE_PRIORITY_BASE + index))
+    for intf in all_interfaces(topo, node):
+        table = TABLE_BASE + intf.position
+        family = intf.family
+        rules.append(RuleEntry(src=intf.address, table=table, priority=RULE_PRIORITY_BASE + intf.position,
+                               family=family))
         routes.append(RouteEntry(to=str(intf.subnet), dev=intf.name, table=table, src=intf.address,
-                                 scope_link=True, origin="source"))
-        if forwards(topo, intf.peer_node):
+                                 scope_link=True, origin="source", family=family))
+        if forwards(topo, intf.peer_node, family):
             routes.append(RouteEntry(to="default", dev=intf.name, via=intf.peer_address, table=table,
-                                     origin="source"))
+                                     origin="source", family=family))
     return rules, routes
 
 
 def compute_routing(topo: Topology) -> dict[str, NodeRouting]:
     """Routes and rules for every node of a validated, resolved topology."""
-    all_distances = {name: distances(topo, name) for name in topo.nodes}
+    lab_families = families(topo)
+    all_distances = {family: {name: distances(topo, name, family) for name in topo.nodes} for family in lab_families}
     out = {}
     for name in topo.nodes:
         hand = static_routes(topo, name)
         routes = list(hand)
         if routing_mode(topo, name) == "auto":
-            routes += [route for route in auto_routes(topo, name, all_distances) if not _covered(route.to, hand)]
+            for family in lab_families:
+                routes += [route for route in auto_routes(topo, name, all_distances[family], family)
+                           if not _covered(route.to, hand)]
         rules: list[RuleEntry] = []
         if source_routing_enabled(topo, name) and is_multihomed_host(topo, name):
             rules, table_routes = source_tables(topo, name)
@@ -329,8 +421,9 @@ def compute_routing(topo: Topology) -> dict[str, NodeRouting]:
 
 def routing_commands(routing: NodeRouting) -> list[str]:
     """``ip -batch`` lines: rules first, then routes (main table, then per-source tables;
-    within a table its connected route before the default that needs it)."""
-    return [rule.ip_args() for rule in routing.rules] + [route.ip_args() for route in routing.routes]
+    within a table its connected route before the default that needs it). IPv6 lines start
+    with ``-6`` (the node feeds them to ``ip -6 -batch``: ``ip rule`` takes IPv4 otherwise)."""
+    return [rule.batch_line() for rule in routing.rules] + [route.batch_line() for route in routing.routes]
 
 
 # -- walking a packet through the tables -----------------------------------------------------
@@ -349,18 +442,19 @@ def lookup(topo: Topology, routing: dict[str, NodeRouting], node: str, src: str 
     """The kernel's choice on ``node`` for a packet from ``src`` (None: not chosen yet)
     to ``dst``: rules by priority, longest prefix first in each table, connected subnets in
     main. None when no table routes it."""
-    target = ipaddress.IPv4Address(dst)
-    own = interfaces(topo, node)
+    target = ipaddress.ip_address(dst)
+    family = target.version
+    own = interfaces(topo, node, family)
     tables: list[int | None] = [rule.table for rule in sorted(routing[node].rules, key=lambda r: r.priority)
-                                if src is not None and rule.src == src]
+                                if src is not None and rule.src == src and rule.family == family]
     for table in tables + [None]:
         candidates: list[tuple[int, int, Lookup]] = []
         if table is None:
             for intf in own:
                 if target in intf.subnet:
                     candidates.append((intf.subnet.prefixlen, 0, Lookup(intf.name, dst, None, str(intf.subnet))))
-        for route in routing[node].table(table):
-            prefix = ipaddress.IPv4Network("0.0.0.0/0" if route.to == "default" else route.to)
+        for route in routing[node].table(table, family):
+            prefix = route.network()
             if target in prefix:
                 candidates.append((prefix.prefixlen, -(route.metric or 0),
                                    Lookup(route.dev, route.via or dst, table, route.to)))
@@ -373,9 +467,14 @@ def _owner(topo: Topology, address: str) -> tuple[str, str] | None:
     """(node, interface) that holds ``address``."""
     for link in topo.links:
         for end in (link.a, link.b):
-            if end.address == address:
+            if address in (end.address, end.address6):
                 return end.node, end.interface or ""
     return None
+
+
+def node_addresses(topo: Topology, node: str) -> set[str]:
+    """Every address of ``node`` (both families)."""
+    return {intf.address for intf in all_interfaces(topo, node)}
 
 
 @dataclass
@@ -395,18 +494,21 @@ def trace_packet(topo: Topology, routing: dict[str, NodeRouting], node: str, src
     computed tables, applying each receiving node's reverse-path filter."""
     hops: list[tuple[str, str]] = []
     current, first = node, True
+    family = family_of(dst)
+    if family_of(src) != family:
+        return PacketPath(hops, False, f"source {src} and destination {dst} are of different address families")
     for _ in range(MAX_HOPS):
-        if dst in {intf.address for intf in interfaces(topo, current)}:
+        if dst in node_addresses(topo, current):
             return PacketPath(hops, True)
-        if not first and not forwards(topo, current):
-            return PacketPath(hops, False, f"{current} does not forward packets")
+        if not first and not forwards(topo, current, family):
+            return PacketPath(hops, False, f"{current} does not forward IPv{family} packets")
         found = lookup(topo, routing, current, src, dst)
         if found is None:
             return PacketPath(hops, False, f"{current} has no route to {dst}")
         hops.append((current, found.dev))
         link = next(link for link in topo.links_of(current) if link.end(current).interface == found.dev)
         peer = link.peer(current)
-        if peer.address != found.next_address:
+        if _end_address(peer, family) != found.next_address:
             return PacketPath(hops, False, f"{current}'s next hop {found.next_address} is not on {found.dev}")
         problem = _reverse_path_problem(topo, routing, peer.node, peer.interface or "", src, dst)
         if problem:
@@ -418,7 +520,7 @@ def trace_packet(topo: Topology, routing: dict[str, NodeRouting], node: str, src
 def _reverse_path_problem(topo: Topology, routing: dict[str, NodeRouting], node: str, arrived_on: str,
                           src: str, dst: str) -> str | None:
     mode = rp_filter(topo, node)
-    if mode == 0:
+    if mode == 0 or family_of(src) == 6:  # Linux has no reverse-path filter for IPv6
         return None
     back = lookup(topo, routing, node, dst, src)  # the kernel looks up the reverse flow
     if back is None:
@@ -445,9 +547,19 @@ class Attempt:
 
 def _endpoints(topo: Topology, node: str) -> list[tuple[str, str, tuple[str, ...]]]:
     """(interface, address, flags) of the node's MPTCP endpoints."""
-    addresses = {intf.name: intf.address for intf in interfaces(topo, node)}
+    addresses: dict[str, str] = {}
+    for intf in all_interfaces(topo, node):
+        addresses.setdefault(intf.name, intf.address)  # the primary (IPv4) address
     return [(ep.interface, ep.address or addresses.get(ep.interface, ""), ep.flags)
             for ep in topo.nodes[node].mptcp.endpoints if ep.interface in addresses]
+
+
+def families_match(connection: str, local: str, remote: str) -> bool:
+    """Whether the kernel opens a subflow local -> remote on a connection whose first
+    subflow went to ``connection``: both ends of one family, and an IPv4 subflow on an IPv6
+    connection is fine (IPv4-mapped; an IPv4 connection's socket has no IPv6)."""
+    local_family, remote_family = family_of(local), family_of(remote)
+    return local_family == remote_family and (remote_family == family_of(connection) or family_of(connection) == 6)
 
 
 def _routed_source(topo: Topology, routing: dict[str, NodeRouting], node: str, dst: str) -> str | None:
@@ -455,7 +567,7 @@ def _routed_source(topo: Topology, routing: dict[str, NodeRouting], node: str, d
     found = lookup(topo, routing, node, None, dst)
     if found is None:
         return None
-    return next(intf.address for intf in interfaces(topo, node) if intf.name == found.dev)
+    return next(intf.address for intf in interfaces(topo, node, family_of(dst)) if intf.name == found.dev)
 
 
 def subflow_attempts(topo: Topology, routing: dict[str, NodeRouting], client: str, server: str,
@@ -464,7 +576,8 @@ def subflow_attempts(topo: Topology, routing: dict[str, NodeRouting], client: st
     attempts = []
     client_eps, server_eps = _endpoints(topo, client), _endpoints(topo, server)
     for interface, address, flags in client_eps:
-        if "subflow" in flags and address != client_address:
+        if "subflow" in flags and address != client_address and families_match(server_address, address,
+                                                                                server_address):
             attempts.append(Attempt(client, address, server, server_address,
                                     f"{client}'s subflow endpoint {interface}"))
 
@@ -473,9 +586,15 @@ def subflow_attempts(topo: Topology, routing: dict[str, NodeRouting], client: st
         for interface, address, flags in eps:
             if "signal" not in flags or address == initial:
                 continue
-            sources = fullmesh or [_routed_source(topo, routing, to, address) or peer_initial]
+            if family_of(address) == family_of(peer_initial):
+                fallback = peer_initial
+            else:
+                fallback = next((intf.address for intf in interfaces(topo, to, family_of(address))), None)
+            sources = [a for a in fullmesh if family_of(a) == family_of(address)] or \
+                [_routed_source(topo, routing, to, address) or fallback]
             for source in sources:
-                attempts.append(Attempt(to, source, by, address, f"{by} signals {address} ({interface})"))
+                if source is not None and families_match(server_address, source, address):
+                    attempts.append(Attempt(to, source, by, address, f"{by} signals {address} ({interface})"))
 
     announced(server, client, server_eps, server_address, client_address)
     announced(client, server, client_eps, client_address, server_address)
@@ -489,7 +608,7 @@ def _flow_addresses(topo: Topology, routing: dict[str, NodeRouting], src: str, d
             src_address = src_address or flow.src_address
             dst_address = dst_address or flow.dst_address
             break
-    own = interfaces(topo, dst)
+    own = all_interfaces(topo, dst)
     dst_address = dst_address or (own[0].address if own else None)
     if dst_address and not src_address:
         src_address = _routed_source(topo, routing, src, dst_address)
@@ -513,7 +632,7 @@ def path_warnings(topology: Topology, src: str, dst: str, *, src_address: str | 
     them; default: ``dst``'s first address and the source ``src``'s routes pick).
     """
     topo = topology
-    if any(link.subnet is None or link.a.address is None or link.b.address is None for link in topo.links):
+    if any(not link.a.addresses or not link.b.addresses for link in topo.links):
         topo = validate(topo)  # resolve a raw model first
     routing = routing or compute_routing(topo)
     client_address, server_address = _flow_addresses(topo, routing, src, dst, src_address, dst_address)

@@ -25,7 +25,7 @@ from ..plan.commands import LinkPlan, NodePlan, Plan, apply_kernel_sysctls, make
 from ..plan.events import plan_events
 from . import docker_api
 from .docker_api import LABEL_LAB, LABEL_LINK, LABEL_NODE, LABEL_ROLE
-from .probe import KernelProbe, probe_kernel, require, require_for_events
+from .probe import KernelProbe, mptcp_needs, probe_kernel, require, require_for_events, require_for_mptcp
 from .progress import Progress, Step
 from .state import LabState, NodeState, delete_state, new_state, save_state
 from .trace import Trace
@@ -49,7 +49,7 @@ CARRIER_ATTEMPTS = 5  # carrier blocks to try when other processes take them fir
 CONFIGURED_LINE = "mptcpdock: configured"
 CONFIGURE_SCRIPT = r"""
 set -eu
-ip_batch=$1; tc_batch=$2; tc_reduced=$3; shift 3
+ip_batch=$1; tc_batch=$2; tc_reduced=$3; daemon=$4; shift 4
 if [ "$tc_batch" != "$tc_reduced" ]; then
   if tc qdisc add dev lo root handle 1: netem delay 1ms 2>/dev/null; then tc qdisc del dev lo root;
   else tc_batch=$tc_reduced; echo "netem missing: tc batch without impairments"; fi
@@ -73,8 +73,40 @@ while [ $# -gt 0 ]; do
 done
 for pair in $renames; do ip link set dev "${pair%%:*}" name "${pair#*:}"; done
 if [ -n "$(ip -4 route show default)" ]; then ip route del default; fi
-if [ -n "$ip_batch" ]; then printf '%s\n' "$ip_batch" | ip -batch - || { echo "phase=ip" >&2; exit 4; }; fi
+# ip lines in order, each run of IPv6 ones ('-6 ...') through 'ip -6 -batch' (ip rule takes
+# IPv4 otherwise); a failure names the run's first line (offset) for the controller.
+chunk=""; fam=""; n=0; start=0
+flush() {
+  [ -n "$chunk" ] || return 0
+  if [ "$fam" = 6 ]; then printf '%s\n' "$chunk" | ip -6 -batch - || { echo "phase=ip offset=$start" >&2; exit 4; }
+  else printf '%s\n' "$chunk" | ip -batch - || { echo "phase=ip offset=$start" >&2; exit 4; }; fi
+}
+if [ -n "$ip_batch" ]; then
+  while IFS= read -r line; do
+    case "$line" in "-6 "*) f=6; body=${line#-6 } ;; *) f=4; body=$line ;; esac
+    if [ -n "$chunk" ] && [ "$f" != "$fam" ]; then flush; chunk=""; start=$n; fi
+    fam=$f; n=$((n+1))
+    if [ -n "$chunk" ]; then chunk="$chunk
+$body"; else chunk=$body; fi
+  done <<IPLINES
+$ip_batch
+IPLINES
+  flush
+fi
 if [ -n "$tc_batch" ]; then printf '%s\n' "$tc_batch" | tc -batch - || { echo "phase=tc" >&2; exit 5; }; fi
+for knob in path_manager pm_type scheduler; do
+  if [ -r "/proc/sys/net/mptcp/$knob" ]; then echo "sysctl net.mptcp.$knob=$(cat "/proc/sys/net/mptcp/$knob")"; fi
+done
+if [ -n "$daemon" ]; then  # the userspace path manager's daemon (mptcpd): one argument a line
+  set -f; saved=$IFS; IFS='
+'
+  # shellcheck disable=SC2086
+  $daemon > /var/log/mptcpd.log 2>&1 &
+  pid=$!; IFS=$saved; set +f
+  sleep 0.2  # a daemon that cannot start (no genl family, bad plugin) exits at once
+  kill -0 "$pid" 2>/dev/null || { echo "mptcpd exited: $(tail -n 3 /var/log/mptcpd.log | tr '\n' ' ')" >&2; exit 6; }
+  echo "daemon $pid"
+fi
 echo "mptcpdock: configured"
 exec sleep infinity
 """
@@ -293,9 +325,17 @@ def _up(plan: Plan, trace: Trace, timings: dict[str, float], start: float, allow
     attachments: dict[str, list[tuple[str, str, str]]] = {}  # node -> [(network, carrier address, interface)]
     elapsed = lambda: time.perf_counter() - start  # noqa: E731
 
+    kernel_needs = plan_events(plan.topology, plan).kernel_needs
+    early: KernelProbe | None = None
+    if mptcp_needs(plan.topology):  # settings only the probe can allow: check them before creating anything
+        progress("probing the kernel for the lab's MPTCP settings")
+        early = probe_kernel(default_image, lab)
+        require_for_mptcp(early, plan.topology)
+        require_for_events(early, kernel_needs, plan.topology.source)
     progress(f"probing the kernel, creating {len(plan.links)} networks and {len(plan.nodes)} containers")
     with _Pools() as pools:
-        probe_future = pools.pool(1).submit(probe_kernel, default_image, lab)
+        probe_future = pools.pool(1).submit((lambda: early) if early is not None else  # type: ignore[arg-type]
+                                            (lambda: probe_kernel(default_image, lab)))
         network_pool = pools.pool(NETWORK_WORKERS)
         network_futures = {link.name: network_pool.submit(_create_network, lab, link.name, carriers, trace, created,
                                                           link.driver)
@@ -316,15 +356,16 @@ def _up(plan: Plan, trace: Trace, timings: dict[str, float], start: float, allow
         # Both variants of the qdisc lines go to every node (see CONFIGURE_SCRIPT), so the
         # containers need not wait for the probe.
         reduced = make_plan(plan.topology, drop_impairments=True) if plan.netem_links else plan
-        kernel_needs = plan_events(plan.topology, plan).kernel_needs
 
         def kernel_checked() -> KernelProbe:
             """The probe, checked against what the events need; the kernel-dependent sysctls
             (net.mptcp.blackhole_timeout) go into every node's plan before any is created."""
             probe = probe_future.result()
             require_for_events(probe, kernel_needs, plan.topology.source)
+            require_for_mptcp(probe, plan.topology)
             for variant in {id(plan): plan, id(reduced): reduced}.values():
-                apply_kernel_sysctls(variant, has_blackhole_timeout=probe.blackhole_timeout is not None)
+                apply_kernel_sysctls(variant, has_blackhole_timeout=probe.blackhole_timeout is not None,
+                                     path_manager_sysctls=probe.path_manager_sysctls)
             return probe
 
         checked_future = pools.pool(1).submit(kernel_checked)
@@ -519,7 +560,7 @@ def node_command(node: NodePlan, attachments: list[tuple[str, str, str]], reduce
     """The container's first command: configure the node (CONFIGURE_SCRIPT), then sleep.
     ``reduced``: the node's plan without delay/jitter/loss, for a kernel without netem."""
     argv = ["sh", "-c", CONFIGURE_SCRIPT, "mptcpdock-configure", "\n".join(node.ip_lines()),
-            "\n".join(node.tc_lines()), "\n".join((reduced or node).tc_lines())]
+            "\n".join(node.tc_lines()), "\n".join((reduced or node).tc_lines()), "\n".join(node.daemon)]
     for _, carrier, interface in attachments:
         argv += [carrier, interface]
     return argv
@@ -536,10 +577,14 @@ def wait_configured(lab: str, node: NodePlan, cid: str, attachments: list[tuple[
     ip_lines = node.ip_lines()
     tc_lines = (reduced if "netem missing" in stdout else node).tc_lines()
     renames = {}
+    read_back: dict[str, str] = {}
     for line in stdout.splitlines():
         if line.startswith("rename "):
             _, old, new = line.split()
             renames[new] = old
+        elif line.startswith("sysctl ") and "=" in line:
+            key, _, value = line[len("sysctl "):].partition("=")
+            read_back[key] = value.strip()
     comment = (f"configure {node.name} (mptcpdock runs this as the container's first command): Docker's "
                "default route goes; interfaces are found by their carrier address and renamed")
     trace.node(node.name, container, ["ip", "route", "del", "default"], comment=comment)
@@ -551,10 +596,18 @@ def wait_configured(lab: str, node: NodePlan, cid: str, attachments: list[tuple[
         trace.node(node.name, container, ["ip", *line.split()])
     for line in tc_lines:
         trace.node(node.name, container, ["tc", *line.split()])
+    if node.daemon:
+        trace.node(node.name, container, ["sh", "-c", " ".join(node.daemon) + " > /var/log/mptcpd.log 2>&1 &"],
+                   comment="the userspace path manager's daemon")
     if not configured:
         code, stderr = docker_api.exit_status(cid)
         raise RuntimeFailure(f"configuring node {node.name!r} failed (exit {code}): "
                              f"{_explain(stderr, ip_lines, tc_lines)}")
+    for key, value in read_back.items():
+        wanted = node.sysctls.get(key)
+        if wanted is not None and wanted != value:
+            raise RuntimeFailure(f"node {node.name!r}: {key} reads back {value!r}, not the {wanted!r} set at create "
+                                 "(fix: check the Docker host's kernel accepts it)")
     return renames
 
 
@@ -563,9 +616,11 @@ def _explain(stderr: str, ip_lines: list[str], tc_lines: list[str]) -> str:
     lines = tc_lines if "phase=tc" in stderr else ip_lines
     tool = "tc" if "phase=tc" in stderr else "ip"
     message = " ".join(line.strip() for line in stderr.splitlines() if line.strip() and not line.startswith("phase="))
+    offset = next((int(part[len("offset="):]) for part in stderr.split()
+                   if part.startswith("offset=") and part[len("offset="):].isdigit()), 0)
     for part in stderr.split():
         if part.startswith("-:") and part[2:].isdigit():
-            index = int(part[2:]) - 1
+            index = int(part[2:]) - 1 + offset
             if 0 <= index < len(lines):
                 return f"'{tool} {lines[index]}' -> {message}"
     return message or "no error text"

@@ -10,15 +10,21 @@ second throwaway container (:func:`check_privileged`).
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 
 from docker.errors import APIError
 
 from ..errors import KernelFeatureError, RuntimeFailure, TopologyError
+from ..topology.validate import line_of
 from . import docker_api
 from .docker_api import LABEL_ROLE
 
 QDISCS = ("netem", "htb", "tbf", "pfifo")
+#: Endpoint flags every MPTCP kernel and iproute2 have (5.6+).
+BASE_ENDPOINT_FLAGS = ("signal", "subflow", "backup", "fullmesh")
+#: Newer endpoint flags and the kernel that added them (for messages only: support is probed).
+FLAG_KERNEL_SINCE: dict[str, tuple[int, int]] = {"fullmesh": (5, 18), "laminar": (6, 18)}
 #: MPTCP knobs read as they are (each only where this kernel has it; see :class:`KernelProbe`).
 MPTCP_KNOBS = ("available_path_managers", "available_schedulers", "path_manager", "scheduler", "pm_type")
 
@@ -51,6 +57,27 @@ if tc qdisc add dev lo clsact >/dev/null 2>&1; then
 else echo blackhole=no; fi
 if [ -e /proc/sys/net/mptcp/blackhole_timeout ]; then echo "blackhole_timeout=$(cat /proc/sys/net/mptcp/blackhole_timeout)"; else echo blackhole_timeout=absent; fi
 echo "mptcp_limits=$(ip mptcp limits show 2>/dev/null | tr '\n' ' ')"
+if [ -x /usr/libexec/mptcpd ]; then echo "mptcpd=$(/usr/libexec/mptcpd --version 2>&1 | head -n1)"; else echo mptcpd=missing; fi
+echo "mptcpd_plugins=$(for f in /usr/lib/*/mptcpd/*.so; do [ -e "$f" ] && basename "$f" .so; done | tr '\n' ' ')"
+if [ -d /proc/sys/net/ipv6 ]; then echo ipv6=yes; else echo ipv6=no; fi
+# Endpoint flags: the ones this iproute2 names, each tried on an endpoint of a scratch address
+# (on lo, in this container's own namespace) and read back: 'yes' when the kernel kept it,
+# 'kernel' when the kernel refused or dropped it.
+flags=$(ip mptcp help 2>&1 | sed -n 's/^FLAG *:= *\[\(.*\)\]/\1/p' | tr -d '|')
+echo "ip_endpoint_flags=$(echo $flags)"
+i=0; results=""
+for f in $flags; do
+  i=$((i+1)); a=198.18.0.$i
+  case "$f" in signal|subflow) combo=$f ;; *) combo="subflow $f" ;; esac
+  if ip mptcp endpoint add $a dev lo $combo >/dev/null 2>&1 && ip mptcp endpoint show | grep -w "$a" | grep -qw "$f"; then
+    results="$results $f:yes"
+  else results="$results $f:kernel"; fi
+done
+echo "endpoint_flags=$(echo $results)"
+ip mptcp endpoint flush 2>/dev/null
+if ip addr add 198.18.1.1/32 dev lo 2>/dev/null && ip mptcp endpoint add 198.18.1.1 dev lo signal port 10099 >/dev/null 2>&1; then
+  echo endpoint_port=yes; else echo endpoint_port=no; fi
+ip mptcp endpoint flush 2>/dev/null
 """
 
 
@@ -83,6 +110,69 @@ class KernelProbe:
     #: net.mptcp.blackhole_timeout's default in a new namespace; None: the kernel has no such sysctl
     blackhole_timeout: int | None = None
     mptcp_limits: str = ""  # 'ip mptcp limits show' in a new namespace: the kernel's defaults
+    #: endpoint flag -> "yes" (the image's iproute2 names it and the kernel keeps it) or
+    #: "kernel" (iproute2 names it, the kernel refused or dropped it); flags the image's
+    #: iproute2 does not name are absent (see :meth:`endpoint_flag_problem`)
+    endpoint_flags: dict[str, str] = field(default_factory=dict)
+    endpoint_port: bool = False  # a signal endpoint with its own port (listening socket)
+    mptcpd: str = "missing"  # 'mptcpd --version' of the image, or "missing"
+    mptcpd_plugins: tuple[str, ...] = ()  # the image's mptcpd plugins (sspi, addr_adv)
+    ipv6: bool = True
+
+    @property
+    def path_managers(self) -> tuple[str, ...]:
+        """What ``mptcp.path_manager`` may be here: net.mptcp.available_path_managers (6.15+),
+        kernel and userspace where only net.mptcp.pm_type exists (5.19-6.14), else kernel."""
+        if "available_path_managers" in self.mptcp_knobs:
+            return tuple(self.mptcp_knobs["available_path_managers"].split())
+        if "pm_type" in self.mptcp_knobs:
+            return ("kernel", "userspace")
+        return ("kernel",)
+
+    @property
+    def schedulers(self) -> tuple[str, ...]:
+        """net.mptcp.available_schedulers (6.6+); () where the kernel has no scheduler choice."""
+        return tuple(self.mptcp_knobs.get("available_schedulers", "").split())
+
+    def path_manager_sysctls(self, path_manager: str) -> dict[str, str]:
+        """The sysctls selecting ``path_manager`` on this kernel: net.mptcp.path_manager on
+        6.15+, net.mptcp.pm_type (0 kernel, 1 userspace) before."""
+        if "path_manager" in self.mptcp_knobs:
+            return {"net.mptcp.path_manager": path_manager}
+        if "pm_type" in self.mptcp_knobs:
+            return {"net.mptcp.pm_type": "1" if path_manager == "userspace" else "0"}
+        return {}
+
+    @property
+    def iproute2_version(self) -> tuple[int, ...]:
+        """'ip utility, iproute2-6.15.0, libbpf 1.5.0' -> (6, 15, 0); () when unknown."""
+        match = re.search(r"iproute2-(?:ss)?(\d+)\.(\d+)(?:\.(\d+))?", self.iproute2)
+        return tuple(int(part) for part in match.groups() if part is not None) if match else ()
+
+    @property
+    def ss_mptcp_bytes(self) -> bool:
+        """Whether the image's ``ss -M`` prints per-connection byte counters (iproute2 >= 6.5)."""
+        return self.iproute2_version >= (6, 5)
+
+    def endpoint_flag_problem(self, flag: str) -> str | None:
+        """None when endpoints may carry ``flag`` here; else which side lacks it, in words."""
+        state = self.endpoint_flags.get(flag)
+        if state == "yes" or (not self.endpoint_flags and flag in BASE_ENDPOINT_FLAGS):
+            return None  # an older probe did not test flags: the four basic ones always work
+        if state == "kernel":
+            return (f"the Docker host's kernel ({self.kernel}) does not keep the endpoint flag {flag!r} "
+                    "(the probe added an endpoint with it and read it back without it)")
+        since = FLAG_KERNEL_SINCE.get(flag)
+        kernel = ""
+        if since:
+            has = _kernel_version(self.kernel) >= since
+            kernel = (f"; the kernel ({self.kernel}) has it" if has else
+                      f"; the kernel ({self.kernel}) lacks it too (it needs {'.'.join(map(str, since))}+)")
+        return f"the node image's iproute2 ({self.iproute2_short}) does not know the endpoint flag {flag!r}{kernel}"
+
+    @property
+    def iproute2_short(self) -> str:
+        return ".".join(map(str, self.iproute2_version)) or self.iproute2
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -90,7 +180,10 @@ class KernelProbe:
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> "KernelProbe":
         """From :meth:`to_dict` (also of older probes, which lack the later fields)."""
-        return cls(**{key: data[key] for key in cls.__dataclass_fields__ if key in data})  # type: ignore[arg-type]
+        values = {key: data[key] for key in cls.__dataclass_fields__ if key in data}
+        if "mptcpd_plugins" in values:
+            values["mptcpd_plugins"] = tuple(values["mptcpd_plugins"])  # type: ignore[arg-type]
+        return cls(**values)  # type: ignore[arg-type]
 
     def missing_for(self, *, needs_netem: bool, needs_rate: bool) -> list[str]:
         missing = []
@@ -128,7 +221,17 @@ def parse_probe(output: str) -> KernelProbe:
         blackhole_timeout=int(values["blackhole_timeout"]) if values.get("blackhole_timeout", "").isdigit() else None,
         mptcp_limits=values.get("mptcp_limits", "").strip(),
         aqm={key[4:]: value == "yes" for key, value in values.items() if key.startswith("aqm_")},
+        endpoint_flags=dict(part.split(":", 1) for part in values.get("endpoint_flags", "").split() if ":" in part),
+        endpoint_port=flag("endpoint_port"),
+        mptcpd=values.get("mptcpd", "missing").strip() or "missing",
+        mptcpd_plugins=tuple(values.get("mptcpd_plugins", "").split()),
+        ipv6=values.get("ipv6", "yes") == "yes",
     )
+
+
+def _kernel_version(release: str) -> tuple[int, ...]:
+    match = re.match(r"(\d+)\.(\d+)", release)
+    return (int(match[1]), int(match[2])) if match else ()
 
 
 def probe_kernel(image: str, lab: str = "probe") -> KernelProbe:
@@ -228,3 +331,84 @@ def require(probe: KernelProbe, *, netem_links: list[str], rate_links: bool, all
             "with rates only; the lab will record and warn that impairments were dropped"
         )
     return False
+
+
+def mptcp_needs(topology) -> bool:
+    """Whether the topology asks for something only the probe can allow: a path manager, a
+    scheduler, an endpoint flag beyond the basic four, an endpoint port, or IPv6."""
+    for node in topology.nodes.values():
+        mptcp = node.mptcp
+        if mptcp.path_manager or mptcp.scheduler:
+            return True
+        if any(ep.port is not None or set(ep.flags) - set(BASE_ENDPOINT_FLAGS) for ep in mptcp.endpoints):
+            return True
+    if any(event.endpoint is not None and set(event.endpoint.flags) - set(BASE_ENDPOINT_FLAGS)
+           for event in topology.events):
+        return True
+    return any(link.subnet6 for link in topology.links)
+
+
+def require_for_mptcp(probe: KernelProbe, topology) -> None:
+    """Raise a one-line :class:`KernelFeatureError` (file:line, field, what, fix) for the first
+    MPTCP setting this Docker host's kernel or the node image cannot do."""
+    def fail(field: str, message: str, fix: str) -> KernelFeatureError:
+        return KernelFeatureError(TopologyError(message, field=field, fix=fix, source=topology.source,
+                                                line=line_of(topology, field)).render())
+
+    for name, node in topology.nodes.items():
+        mptcp, path = node.mptcp, f"nodes.{name}.mptcp"
+        if not mptcp.enabled:
+            continue
+        if mptcp.path_manager and mptcp.path_manager not in probe.path_managers:
+            knob = ("net.mptcp.available_path_managers" if "available_path_managers" in probe.mptcp_knobs
+                    else "no net.mptcp.pm_type: the userspace path manager needs 5.19+")
+            raise fail(f"{path}.path_manager", f"the Docker host's kernel ({probe.kernel}) has no "
+                       f"{mptcp.path_manager!r} path manager ({knob}: {' '.join(probe.path_managers)})",
+                       "use one of: " + ", ".join(probe.path_managers))
+        if mptcp.scheduler and mptcp.scheduler not in probe.schedulers:
+            if probe.schedulers:
+                raise fail(f"{path}.scheduler", f"the Docker host's kernel ({probe.kernel}) has no MPTCP scheduler "
+                           f"{mptcp.scheduler!r}; net.mptcp.available_schedulers: {' '.join(probe.schedulers)}",
+                           "use one of: " + ", ".join(probe.schedulers)
+                           + " (others are BPF schedulers a kernel must register first)")
+            raise fail(f"{path}.scheduler", f"the Docker host's kernel ({probe.kernel}) has no MPTCP scheduler "
+                       "choice (no net.mptcp.scheduler: it needs 6.6+)", "remove 'scheduler:'")
+        if mptcp.uses_mptcpd:
+            if probe.mptcpd == "missing":
+                raise fail(f"{path}.path_manager", "the node image has no mptcpd (/usr/libexec/mptcpd), which "
+                           "drives the userspace path manager", "rebuild the node image (`mptcpdock image build`), "
+                           "or write 'mptcpd: false' to run none")
+            if probe.mptcpd_plugins and mptcp.mptcpd_plugin not in probe.mptcpd_plugins:
+                raise fail(f"{path}.mptcpd", f"the node image's mptcpd has no plugin {mptcp.mptcpd_plugin!r}",
+                           "use one of: " + ", ".join(probe.mptcpd_plugins))
+        for index, endpoint in enumerate(mptcp.endpoints):
+            field = f"{path}.endpoints[{index}]"
+            for flag in endpoint.flags:
+                problem = probe.endpoint_flag_problem(flag)
+                if problem:
+                    raise fail(f"{field}.flags", problem, _flag_fix(probe, flag))
+            if endpoint.port is not None and probe.endpoint_flags and not probe.endpoint_port:
+                raise fail(f"{field}.port", "the Docker host's kernel or the image's iproute2 cannot give an endpoint "
+                           "its own port (the probe's signal endpoint with a port failed)", "remove the port")
+    for index, event in enumerate(topology.events):
+        if event.endpoint is None:
+            continue
+        for flag in event.endpoint.flags:
+            problem = probe.endpoint_flag_problem(flag)
+            if problem:
+                raise fail(f"events[{index}].endpoint.flags", problem, _flag_fix(probe, flag))
+    if not probe.ipv6:
+        for index, link in enumerate(topology.links):
+            if link.subnet6:
+                raise fail(f"links[{index}].subnet6", f"the Docker host's kernel ({probe.kernel}) has no IPv6",
+                           "use IPv4 links (family: ipv4), or a Docker host with IPv6")
+
+
+def _flag_fix(probe: KernelProbe, flag: str) -> str:
+    usable = [name for name, state in probe.endpoint_flags.items() if state == "yes"] or list(BASE_ENDPOINT_FLAGS)
+    if flag in probe.endpoint_flags:  # iproute2 has it, the kernel does not
+        return f"use a Docker host whose kernel has it, or drop the flag (usable here: {', '.join(usable)})"
+    if flag in FLAG_KERNEL_SINCE or flag in ("laminar",):
+        return (f"build the node image on an iproute2 that knows it (Debian's next release, or a backport), "
+                f"or drop the flag (usable here: {', '.join(usable)})")
+    return f"check the spelling; endpoint flags usable here: {', '.join(usable)}"

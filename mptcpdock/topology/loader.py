@@ -30,26 +30,27 @@ from .units import (
 )
 
 TOP_KEYS = {
-    "name", "routing", "source_routing", "address_pool", "link_prefix",
+    "name", "routing", "source_routing", "address_pool", "link_prefix", "family", "address_pool6", "link_prefix6",
     "allow_no_impairments", "nodes", "links", "flows", "events", "description",
     "engines", "placement", "overlays", "mtu", "snaplen",
 }
 ENGINE_KEYS = {"host", "context"}
 NODE_KEYS = {"kind", "image", "sysctls", "mptcp", "routes", "routing", "source_routing", "privileged", "engine"}
-MPTCP_KEYS = {"enabled", "limits", "endpoints", "monitor"}
+MPTCP_KEYS = {"enabled", "limits", "endpoints", "monitor", "path_manager", "scheduler", "mptcpd"}
+MPTCPD_KEYS = {"plugin", "addr_flags"}
 LIMIT_KEYS = {"subflows", "add_addr_accepted"}
-ENDPOINT_KEYS = {"interface", "flags", "address"}
+ENDPOINT_KEYS = {"interface", "flags", "address", "id", "port"}
 ROUTE_KEYS = {"to", "via", "dev", "link", "metric"}
 SET_KEYS = {"rate", "delay", "jitter", "loss", "queue"}
 SHAPING_KEYS = SET_KEYS | {"trace", "qdisc", "corrupt", "duplicate", "reorder", "reorder_correlation", "distribution"}
 EVENT_KEYS = {"t", "every", "until", "link", "node", "from", "label", *EVENT_ACTIONS}
 ENDPOINT_CHANGE_KEYS = {"interface", "flags", "remove"}
-LINK_KEYS = {"name", "endpoints", "subnet", "egress", "cost"} | SHAPING_KEYS
-LINK_END_KEYS = {"node", "interface", "address", "capture"}
+LINK_KEYS = {"name", "endpoints", "subnet", "subnet6", "family", "egress", "cost"} | SHAPING_KEYS
+LINK_END_KEYS = {"node", "interface", "address", "address6", "capture"}
 FLOW_KEYS = {
     "name", "src", "dst", "src_address", "dst_address", "start", "duration", "stop",
     "streams", "protocol", "congestion", "tool", "port", "reverse", "baseline", "bitrate", "bytes", "command",
-    "server",
+    "server", "family",
 }
 
 
@@ -193,6 +194,11 @@ def _topology(reader: _Reader, data: dict[str, Any], name: str | None) -> Topolo
         topology.link_prefix = reader.integer(data["link_prefix"], "link_prefix")
     if "snaplen" in data:
         topology.snaplen = reader.integer(data["snaplen"], "snaplen")
+    for key in ("family", "address_pool6"):
+        if data.get(key) is not None:
+            setattr(topology, key, reader.string(data[key], key))
+    if "link_prefix6" in data:
+        topology.link_prefix6 = reader.integer(data["link_prefix6"], "link_prefix6")
     if "allow_no_impairments" in data:
         topology.allow_no_impairments = reader.boolean(data["allow_no_impairments"], "allow_no_impairments")
     for key in ("placement", "overlays"):
@@ -253,6 +259,21 @@ def _mptcp(reader: _Reader, spec: Any, path: str) -> Mptcp:
         mptcp.enabled = reader.boolean(spec["enabled"], f"{path}.enabled")
     if "monitor" in spec:
         mptcp.monitor = reader.boolean(spec["monitor"], f"{path}.monitor")
+    for key in ("path_manager", "scheduler"):
+        if spec.get(key) is not None:
+            setattr(mptcp, key, reader.string(spec[key], f"{path}.{key}"))
+    if "mptcpd" in spec:  # 'mptcpd: sspi', 'mptcpd: false', or {plugin: sspi, addr_flags: [subflow]}
+        value = spec["mptcpd"]
+        if value is False or value == "none":
+            mptcp.mptcpd = "none"
+        elif isinstance(value, str):
+            mptcp.mptcpd = reader.string(value, f"{path}.mptcpd")
+        else:
+            item = reader.mapping(value, f"{path}.mptcpd", MPTCPD_KEYS)
+            if item.get("plugin") is not None:
+                mptcp.mptcpd = reader.string(item["plugin"], f"{path}.mptcpd.plugin")
+            if "addr_flags" in item:
+                mptcp.mptcpd_addr_flags = _flags(reader, item["addr_flags"], f"{path}.mptcpd.addr_flags")
     limits = reader.mapping(spec.get("limits"), f"{path}.limits", LIMIT_KEYS)
     if "subflows" in limits:
         mptcp.subflows = reader.integer(limits["subflows"], f"{path}.limits.subflows")
@@ -272,6 +293,8 @@ def _mptcp(reader: _Reader, spec: Any, path: str) -> Mptcp:
                 interface=reader.string(item["interface"], f"{item_path}.interface"),
                 flags=_flags(reader, item.get("flags", ["subflow"]), f"{item_path}.flags"),
                 address=reader.string(item["address"], f"{item_path}.address") if item.get("address") else None,
+                id=reader.integer(item["id"], f"{item_path}.id") if item.get("id") is not None else None,
+                port=reader.integer(item["port"], f"{item_path}.port") if item.get("port") is not None else None,
             ))
     return mptcp
 
@@ -403,12 +426,17 @@ def _link_end(reader: _Reader, spec: Any, path: str) -> LinkEnd:
     spec = reader.mapping(spec, path, LINK_END_KEYS)
     if "node" not in spec:
         raise reader.error(path, "link end has no node", "write 'node: h1' or the short form 'h1:eth0'")
-    return LinkEnd(
+    end = LinkEnd(
         node=reader.string(spec["node"], f"{path}.node"),
         interface=reader.string(spec["interface"], f"{path}.interface") if spec.get("interface") else None,
         address=reader.string(spec["address"], f"{path}.address") if spec.get("address") else None,
         capture=reader.boolean(spec["capture"], f"{path}.capture") if "capture" in spec else False,
+        address6=reader.string(spec["address6"], f"{path}.address6") if spec.get("address6") else None,
     )
+    if end.address and ":" in end.address and end.address6 is None:  # 'address: fd00::1' is the IPv6 one
+        end.address, end.address6 = None, end.address
+        reader.locations[f"{path}.address6"] = reader.locations.get(f"{path}.address", 0)
+    return end
 
 
 def _link(reader: _Reader, spec: Any, path: str) -> Link:
@@ -422,6 +450,8 @@ def _link(reader: _Reader, spec: Any, path: str) -> Link:
         b=_link_end(reader, ends[1], f"{path}.endpoints[1]"),
         name=reader.string(spec["name"], f"{path}.name") if spec.get("name") else None,
         subnet=reader.string(spec["subnet"], f"{path}.subnet") if spec.get("subnet") else None,
+        subnet6=reader.string(spec["subnet6"], f"{path}.subnet6") if spec.get("subnet6") else None,
+        family=reader.string(spec["family"], f"{path}.family") if spec.get("family") else None,
         shaping=_shaping(reader, spec, path),
     )
     if "cost" in spec:
@@ -439,7 +469,7 @@ def _flow(reader: _Reader, spec: Any, path: str) -> Flow:
         if key not in spec:
             raise reader.error(path, f"flow has no {key}", "write 'src: h1' and 'dst: h2'")
     flow = Flow(src=reader.string(spec["src"], f"{path}.src"), dst=reader.string(spec["dst"], f"{path}.dst"))
-    for key in ("name", "src_address", "dst_address", "protocol", "congestion", "tool"):
+    for key in ("name", "src_address", "dst_address", "protocol", "congestion", "tool", "family"):
         if spec.get(key) is not None:
             setattr(flow, key, reader.string(spec[key], f"{path}.{key}"))
     if "start" in spec:
@@ -525,11 +555,20 @@ def _node_dict(node: Node) -> dict[str, Any]:
         mptcp["limits"] = limits
     if node.mptcp.endpoints:
         mptcp["endpoints"] = [
-            {"interface": ep.interface, "flags": list(ep.flags), **({"address": ep.address} if ep.address else {})}
+            {"interface": ep.interface, "flags": list(ep.flags), **({"address": ep.address} if ep.address else {}),
+             **({"id": ep.id} if ep.id is not None else {}), **({"port": ep.port} if ep.port is not None else {})}
             for ep in node.mptcp.endpoints
         ]
     if node.mptcp.monitor:
         mptcp["monitor"] = True
+    for key in ("path_manager", "scheduler"):
+        if getattr(node.mptcp, key) is not None:
+            mptcp[key] = getattr(node.mptcp, key)
+    if node.mptcp.mptcpd is not None or node.mptcp.mptcpd_addr_flags:
+        if node.mptcp.mptcpd_addr_flags:
+            mptcp["mptcpd"] = {"plugin": node.mptcp.mptcpd_plugin, "addr_flags": list(node.mptcp.mptcpd_addr_flags)}
+        else:
+            mptcp["mptcpd"] = False if node.mptcp.mptcpd == "none" else node.mptcp.mptcpd
     if mptcp:
         out["mptcp"] = mptcp
     if node.routes:
@@ -540,9 +579,10 @@ def _node_dict(node: Node) -> dict[str, Any]:
 
 
 def _end_value(end: LinkEnd) -> Any:
-    if end.address or end.capture:
+    if end.address or end.address6 or end.capture:
         return {"node": end.node, **({"interface": end.interface} if end.interface else {}),
-                **({"address": end.address} if end.address else {}), **({"capture": True} if end.capture else {})}
+                **({"address": end.address} if end.address else {}),
+                **({"address6": end.address6} if end.address6 else {}), **({"capture": True} if end.capture else {})}
     return f"{end.node}:{end.interface}" if end.interface else end.node
 
 
@@ -553,6 +593,10 @@ def _link_dict(link: Link) -> dict[str, Any]:
     out["endpoints"] = [_end_value(link.a), _end_value(link.b)]
     if link.subnet:
         out["subnet"] = link.subnet
+    if link.subnet6:
+        out["subnet6"] = link.subnet6
+    if link.family:
+        out["family"] = link.family
     out.update(_shaping_dict(link.shaping))
     if link.egress:
         out["egress"] = {node: _shaping_dict(shaping) for node, shaping in link.egress.items()}
@@ -566,7 +610,7 @@ def _flow_dict(flow: Flow) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key in ("name", "src", "dst", "src_address", "dst_address", "start", "duration", "streams",
                 "protocol", "congestion", "tool", "port", "reverse", "baseline", "bitrate", "bytes", "command",
-                "server"):
+                "server", "family"):
         value = getattr(flow, key)
         if key in ("src", "dst") or (value is not None and value != getattr(defaults, key)):
             out[key] = list(value) if isinstance(value, list) else value
@@ -610,7 +654,7 @@ def topology_to_dict(topology: Topology) -> dict[str, Any]:
     out: dict[str, Any] = {"name": topology.name}
     defaults = Topology(name=topology.name)
     for key in ("routing", "source_routing", "address_pool", "link_prefix", "allow_no_impairments",
-                "placement", "overlays", "mtu", "snaplen"):
+                "placement", "overlays", "mtu", "snaplen", "family", "address_pool6", "link_prefix6"):
         value = getattr(topology, key)
         if value != getattr(defaults, key):
             out[key] = value

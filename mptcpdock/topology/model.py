@@ -15,10 +15,21 @@ from typing import Literal
 
 NodeKind = Literal["host", "router"]
 RoutingMode = Literal["static", "auto"]
-EndpointFlag = Literal["signal", "subflow", "backup", "fullmesh"]
-ENDPOINT_FLAGS: tuple[str, ...] = ("signal", "subflow", "backup", "fullmesh")
+EndpointFlag = Literal["signal", "subflow", "backup", "fullmesh", "laminar"]
+#: Endpoint flags mptcpdock knows. Others (newer kernels') pass validation when they are one
+#: lower-case word; ``up`` accepts a flag only when the probe found that both the kernel and
+#: the image's iproute2 have it (laminar: kernel 6.18).
+ENDPOINT_FLAGS: tuple[str, ...] = ("signal", "subflow", "backup", "fullmesh", "laminar")
+PATH_MANAGERS: tuple[str, ...] = ("kernel", "userspace")
+#: mptcpd plugins of the node image (mptcpd-plugins): sspi opens one subflow per interface of
+#: each new connection; addr_adv announces the node's addresses (ADD_ADDR).
+MPTCPD_PLUGINS: tuple[str, ...] = ("sspi", "addr_adv")
 PROTOCOLS: tuple[str, ...] = ("mptcp", "tcp", "udp")
 TOOLS: tuple[str, ...] = ("iperf3", "command")
+#: What a link carries: IPv4 only (the default), IPv6 only, or both (dual stack).
+FAMILIES: tuple[str, ...] = ("ipv4", "ipv6", "dual")
+#: The default IPv6 pool: a ULA prefix (RFC 4193; never a global address), /64 per link.
+DEFAULT_POOL6 = "fd6d:7064:6b00::/48"
 
 
 @dataclass(frozen=True)
@@ -126,7 +137,9 @@ class Endpoint:
 
     interface: str
     flags: tuple[str, ...] = ("subflow",)
-    address: str | None = None  # default: the interface's address
+    address: str | None = None  # default: the interface's address (its IPv4 one when it has both)
+    id: int | None = None  # the endpoint id, 1..255 (default: the kernel picks)
+    port: int | None = None  # signal endpoints only: announced with, and listening on, this port
 
 
 @dataclass
@@ -136,6 +149,20 @@ class Mptcp:
     add_addr_accepted: int | None = None  # ip mptcp limits set add_addr_accepted N
     endpoints: list[Endpoint] = field(default_factory=list)
     monitor: bool = False  # run `ip mptcp monitor` on this node during experiments
+    path_manager: str | None = None  # kernel | userspace (None: the kernel's default, kernel)
+    scheduler: str | None = None  # net.mptcp.scheduler (None: the kernel's default)
+    #: userspace path manager: the mptcpd plugin run in the node (None: sspi); "none": no mptcpd
+    mptcpd: str | None = None
+    #: mptcpd --addr-flags (the flags of the addresses it manages, e.g. subflow, signal)
+    mptcpd_addr_flags: tuple[str, ...] = ()
+
+    @property
+    def uses_mptcpd(self) -> bool:
+        return self.enabled and self.path_manager == "userspace" and self.mptcpd != "none"
+
+    @property
+    def mptcpd_plugin(self) -> str:
+        return self.mptcpd or "sspi"
 
 
 @dataclass
@@ -171,8 +198,14 @@ class Node:
 class LinkEnd:
     node: str
     interface: str | None = None  # default: eth0, eth1, ... in link order on that node
-    address: str | None = None  # default: assigned from the link's subnet
+    address: str | None = None  # default: assigned from the link's subnet (None on an IPv6-only link)
+    address6: str | None = None  # default: assigned from the link's subnet6 (None without IPv6)
     capture: bool = False  # run: tcpdump on this interface into captures/<node>-<interface>.pcap
+
+    @property
+    def addresses(self) -> list[str]:
+        """This end's addresses, IPv4 first."""
+        return [a for a in (self.address, self.address6) if a]
 
 
 @dataclass
@@ -180,7 +213,9 @@ class Link:
     a: LinkEnd
     b: LinkEnd
     name: str | None = None  # default: "<a>-<b>" (+ "-2", "-3" for parallel links)
-    subnet: str | None = None  # default: the next block of the topology's address pool
+    subnet: str | None = None  # default: the next block of the topology's address pool (None: IPv6 only)
+    subnet6: str | None = None  # IPv6 prefix; default (on ipv6/dual links): the next /64 of address_pool6
+    family: str | None = None  # ipv4 | ipv6 | dual; None: the topology's (subnet6 alone makes it dual)
     shaping: Shaping = field(default_factory=Shaping)  # both directions
     egress: dict[str, Shaping] = field(default_factory=dict)  # per sending node, over `shaping`
     cost: int = 1  # for routing: auto
@@ -205,7 +240,8 @@ class Flow:
     src: str
     dst: str
     name: str | None = None  # default: "<src>-<dst>" (+ "-2", ...)
-    dst_address: str | None = None  # default: dst's first address
+    dst_address: str | None = None  # default: dst's first address (of ``family``)
+    family: str | None = None  # ipv4 | ipv6: which of dst's addresses the default dst_address is
     src_address: str | None = None  # bind the client to this address
     start: float = 0.0  # seconds after the run starts
     duration: float = 10.0  # seconds
@@ -308,6 +344,9 @@ class Topology:
     source_routing: bool | None = None  # None: on with routing auto, off with static
     address_pool: str = "10.0.0.0/8"
     link_prefix: int = 24  # prefix length of subnets taken from the pool
+    family: str = "ipv4"  # what links carry unless they say: ipv4 | ipv6 | dual
+    address_pool6: str = DEFAULT_POOL6
+    link_prefix6: int = 64
     allow_no_impairments: bool = False  # proceed without delay/jitter/loss when netem is missing
     #: engine name -> engine; empty: one engine, the environment's (every node's engine is None)
     engines: dict[str, EngineSpec] = field(default_factory=dict)

@@ -8,13 +8,14 @@ address. Every problem raises :class:`TopologyError` naming the field and the fi
 from __future__ import annotations
 
 import copy
+import difflib
 import ipaddress
 import re
 from collections import Counter
 
 from ..errors import TopologyError
-from .model import (AQM_QDISCS, DISTRIBUTIONS, ENDPOINT_FLAGS, OVERLAY_MODES, OVERLAY_MTU, PLACEMENTS, PROTOCOLS, TOOLS,
-                    Event, Flow, Link, Shaping, Topology)
+from .model import (AQM_QDISCS, DISTRIBUTIONS, ENDPOINT_FLAGS, FAMILIES, MPTCPD_PLUGINS, OVERLAY_MODES, OVERLAY_MTU,
+                    PATH_MANAGERS, PLACEMENTS, PROTOCOLS, TOOLS, Event, Flow, Link, Shaping, Topology)
 from .placement import place
 
 LAB_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,23}$")
@@ -28,6 +29,9 @@ ENGINE_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,30}$")
 ENGINE_SCHEMES = ("unix://", "tcp://", "ssh://", "npipe://", "http://", "https://")
 MIN_MTU, MAX_MTU = 576, 9000
 MAX_LIMIT = 8  # the kernel's MPTCP_PM_ADDR_MAX / subflow limit
+MAX_ENDPOINTS = 8  # MPTCP_PM_ADDR_MAX: endpoints per namespace (pm_netlink selftest)
+MAX_ENDPOINT_ID = 255  # ids are a u8; 0 is the initial subflow's
+FLAG_RE = re.compile(r"^[a-z][a-z0-9_]{1,31}$")
 DEFAULT_PORT = 5201
 
 
@@ -40,14 +44,18 @@ class _Checker:
                              line=self._line(field))
 
     def _line(self, field: str) -> int | None:
-        """The line of ``field`` or of its nearest parent that has one."""
-        path = field
-        while path:
-            if path in self.topology.locations:
-                return self.topology.locations[path]
-            cut = max(path.rfind("."), path.rfind("["))
-            path = path[:cut] if cut > 0 else ""
-        return None
+        return line_of(self.topology, field)
+
+
+def line_of(topology: Topology, field: str) -> int | None:
+    """The line of ``field`` in the topology's file, or of its nearest parent that has one."""
+    path = field
+    while path:
+        if path in topology.locations:
+            return topology.locations[path]
+        cut = max(path.rfind("."), path.rfind("["))
+        path = path[:cut] if cut > 0 else ""
+    return None
 
 
 def validate(topology: Topology) -> Topology:
@@ -84,6 +92,25 @@ def _check_top(check: _Checker, topo: Topology) -> None:
     if not 68 <= topo.snaplen <= 262144:
         raise check.fail("snaplen", f"snaplen {topo.snaplen} out of range",
                          "write 68..262144 (bytes per captured packet; 200 keeps the headers with every TCP option)")
+    if topo.family not in FAMILIES:
+        raise check.fail("family", f"unknown address family {topo.family!r}", "write ipv4, ipv6 or dual")
+    try:
+        pool6 = ipaddress.IPv6Network(topo.address_pool6)
+    except ValueError as exc:
+        raise check.fail("address_pool6", f"{topo.address_pool6!r} is not an IPv6 prefix ({exc})",
+                         "write a ULA prefix such as fd00:1::/48") from None
+    _check_lab_prefix6(check, "address_pool6", pool6)
+    if not 16 <= topo.link_prefix6 <= 127 or topo.link_prefix6 < pool6.prefixlen:
+        raise check.fail("link_prefix6", f"link_prefix6 {topo.link_prefix6} does not fit the pool {pool6}",
+                         f"use a prefix length between {pool6.prefixlen} and 127, e.g. 64")
+
+
+def _check_lab_prefix6(check: _Checker, field: str, prefix: ipaddress.IPv6Network) -> None:
+    """Lab IPv6 addresses are unique local ones (fc00::/7): never a global address, which
+    some other network owns, nor link-local, loopback or multicast ones."""
+    if not prefix.subnet_of(ipaddress.IPv6Network("fc00::/7")):
+        raise check.fail(field, f"{prefix} is not a unique local (ULA) prefix",
+                         "use a prefix inside fc00::/7, e.g. fd00:1::/64 (labs never use global addresses)")
 
 
 def _check_nodes(check: _Checker, topo: Topology) -> None:
@@ -216,39 +243,85 @@ def _resolve_interfaces(check: _Checker, topo: Topology) -> None:
                 taken[end.node].add(end.interface)
 
 
+def link_family(topo: Topology, link: Link) -> str:
+    """What ``link`` carries: its own ``family``; else the topology's, made dual by a subnet
+    of the other family given on the link."""
+    if link.family is not None:
+        return link.family
+    family = topo.family
+    if family == "ipv4" and link.subnet6:
+        return "dual"
+    if family == "ipv6" and link.subnet:
+        return "dual"
+    return family
+
+
 def _resolve_subnets(check: _Checker, topo: Topology) -> None:
-    explicit: list[tuple[int, ipaddress.IPv4Network]] = []
+    families: list[str] = []
     for index, link in enumerate(topo.links):
-        if link.subnet is None:
+        if link.family is not None and link.family not in FAMILIES:
+            raise check.fail(f"links[{index}].family", f"unknown address family {link.family!r}",
+                             "write ipv4, ipv6 or dual")
+        family = link_family(topo, link)
+        if family == "ipv4" and link.subnet6:
+            raise check.fail(f"links[{index}].subnet6", "an IPv4-only link (family: ipv4) with an IPv6 subnet",
+                             "remove subnet6, or write family: dual")
+        if family == "ipv6" and link.subnet:
+            raise check.fail(f"links[{index}].subnet", "an IPv6-only link (family: ipv6) with an IPv4 subnet",
+                             "remove subnet, or write family: dual")
+        families.append(family)
+    _resolve_subnets_of(check, topo, [f != "ipv6" for f in families], 4)
+    _resolve_subnets_of(check, topo, [f != "ipv4" for f in families], 6)
+    for index, link in enumerate(topo.links):
+        _resolve_addresses(check, link, index)
+
+
+_FAMILY_FIELDS = {
+    4: ("subnet", "address_pool", "link_prefix", ipaddress.IPv4Network, 31, "10.0.1.0/24"),
+    6: ("subnet6", "address_pool6", "link_prefix6", ipaddress.IPv6Network, 127, "fd00:1::/64"),
+}
+
+
+def _resolve_subnets_of(check: _Checker, topo: Topology, carries: list[bool], family: int) -> None:
+    """Check the links' explicit subnets of ``family`` (``subnet`` or ``subnet6``) and give
+    every other link that carries it the next free block of the pool."""
+    key, pool_key, prefix_key, network, longest, example = _FAMILY_FIELDS[family]
+    explicit: list[tuple[int, ipaddress.IPv4Network | ipaddress.IPv6Network]] = []
+    for index, link in enumerate(topo.links):
+        given = getattr(link, key)
+        if given is None:
             continue
-        field = f"links[{index}].subnet"
+        field = f"links[{index}].{key}"
         try:
-            subnet = ipaddress.IPv4Network(link.subnet, strict=True)
+            subnet = network(given, strict=True)
         except ValueError as exc:
-            raise check.fail(field, f"{link.subnet!r} is not an IPv4 subnet ({exc})",
-                             "write a network address with its prefix, e.g. 10.0.1.0/24") from None
-        if subnet.prefixlen > 31:
-            raise check.fail(field, f"subnet {subnet} has room for fewer than two hosts",
-                             "use a /31 or a shorter prefix such as /30 or /24")
+            hint = " (an IPv6 prefix goes in subnet6)" if family == 4 and ":" in given else ""
+            raise check.fail(field, f"{given!r} is not an IPv{family} subnet ({exc}){hint}",
+                             f"write a network address with its prefix, e.g. {example}") from None
+        if family == 6:
+            _check_lab_prefix6(check, field, subnet)  # type: ignore[arg-type]
+        if subnet.prefixlen > longest:
+            raise check.fail(field, f"{key} {subnet} has room for fewer than two hosts",
+                             f"use a /{longest} or a shorter prefix such as /{64 if family == 6 else 24}")
         for other_index, other in explicit:
-            if subnet.overlaps(other):
-                raise check.fail(field, f"subnet {subnet} overlaps links[{other_index}]'s {other}",
-                                 "give every link a subnet of its own")
+            if subnet.overlaps(other):  # type: ignore[arg-type]
+                raise check.fail(field, f"{key} {subnet} overlaps links[{other_index}]'s {other}",
+                                 f"give every link a {key} of its own")
         explicit.append((index, subnet))
-        link.subnet = str(subnet)
-    pool = ipaddress.IPv4Network(topo.address_pool)
-    blocks = pool.subnets(new_prefix=topo.link_prefix)
+        setattr(link, key, str(subnet))
+    pool = network(getattr(topo, pool_key))
+    prefix = getattr(topo, prefix_key)
+    blocks = pool.subnets(new_prefix=prefix)
     for index, link in enumerate(topo.links):
-        if link.subnet is None:
+        if getattr(link, key) is None and carries[index]:
             for block in blocks:
-                if not any(block.overlaps(used) for _, used in explicit):
-                    link.subnet = str(block)
+                if not any(block.overlaps(used) for _, used in explicit):  # type: ignore[arg-type]
+                    setattr(link, key, str(block))
                     explicit.append((index, block))
                     break
             else:
-                raise check.fail("address_pool", f"pool {pool} has no free /{topo.link_prefix} for link {link.name!r}",
-                                 "use a larger address_pool or a longer link_prefix")
-        _resolve_addresses(check, link, index)
+                raise check.fail(pool_key, f"pool {pool} has no free /{prefix} for link {link.name!r}",
+                                 f"use a larger {pool_key} or a longer {prefix_key}")
 
 
 def _host_addresses(subnet: ipaddress.IPv4Network) -> list[ipaddress.IPv4Address]:
@@ -258,6 +331,25 @@ def _host_addresses(subnet: ipaddress.IPv4Network) -> list[ipaddress.IPv4Address
 
 
 def _resolve_addresses(check: _Checker, link: Link, index: int) -> None:
+    if link.subnet is None:
+        for side, end in (("0", link.a), ("1", link.b)):
+            if end.address is not None:
+                raise check.fail(f"links[{index}].endpoints[{side}].address",
+                                 f"an IPv4 address {end.address} on a link without IPv4",
+                                 "remove it, or give the link an IPv4 subnet (family: dual)")
+    else:
+        _resolve_addresses4(check, link, index)
+    if link.subnet6 is None:
+        for side, end in (("0", link.a), ("1", link.b)):
+            if end.address6 is not None:
+                raise check.fail(f"links[{index}].endpoints[{side}].address6",
+                                 f"an IPv6 address {end.address6} on a link without IPv6",
+                                 "remove it, or give the link an IPv6 subnet (subnet6:, or family: dual)")
+    else:
+        _resolve_addresses6(check, link, index)
+
+
+def _resolve_addresses4(check: _Checker, link: Link, index: int) -> None:
     subnet = ipaddress.IPv4Network(link.subnet or "")
     used: set[ipaddress.IPv4Address] = set()
     for side, end in (("0", link.a), ("1", link.b)):
@@ -280,6 +372,31 @@ def _resolve_addresses(check: _Checker, link: Link, index: int) -> None:
     for end in (link.a, link.b):
         if end.address is None:
             end.address = str(next(free))
+
+
+
+def _resolve_addresses6(check: _Checker, link: Link, index: int) -> None:
+    subnet = ipaddress.IPv6Network(link.subnet6 or "")
+    used: set[ipaddress.IPv6Address] = set()
+    for side, end in (("0", link.a), ("1", link.b)):
+        if end.address6 is None:
+            continue
+        field = f"links[{index}].endpoints[{side}].address6"
+        try:
+            address = ipaddress.IPv6Address(end.address6.split("/")[0])
+        except ValueError:
+            raise check.fail(field, f"{end.address6!r} is not an IPv6 address", "write e.g. fd00:1::1") from None
+        if address not in subnet or address == subnet.network_address:
+            raise check.fail(field, f"{address} is not a host address of the link's subnet6 {subnet}",
+                             f"pick an address inside {subnet} other than {subnet.network_address}")
+        if address in used:
+            raise check.fail(field, f"both ends of the link have address {address}", "give each end its own address")
+        used.add(address)
+        end.address6 = str(address)
+    free = (subnet.network_address + i for i in range(1, 4) if subnet.network_address + i not in used)
+    for end in (link.a, link.b):
+        if end.address6 is None:
+            end.address6 = str(next(free))
 
 
 def _check_shaping(check: _Checker, topo: Topology) -> None:
@@ -328,66 +445,151 @@ def _check_netem_extras(check: _Checker, shaping: Shaping, field: str) -> None:
 
 
 def _interfaces(topo: Topology, node: str) -> dict[str, str]:
-    """interface name -> address, for one node."""
+    """interface name -> its primary address (IPv4, else IPv6), for one node."""
     out: dict[str, str] = {}
     for link in topo.links_of(node):
         end = link.end(node)
-        assert end.interface and end.address
-        out[end.interface] = end.address
+        assert end.interface and end.addresses
+        out[end.interface] = end.addresses[0]
     return out
+
+
+def interface_addresses(topo: Topology, node: str) -> dict[str, list[str]]:
+    """interface name -> every address of a resolved topology's node (IPv4 first)."""
+    return {link.end(node).interface or "": link.end(node).addresses for link in topo.links_of(node)}
+
+
+def _family(address: str) -> int:
+    return ipaddress.ip_address(address).version
 
 
 def _check_mptcp(check: _Checker, topo: Topology) -> None:
     for name, node in topo.nodes.items():
         path = f"nodes.{name}.mptcp"
+        mptcp = node.mptcp
         for key in ("subflows", "add_addr_accepted"):
-            value = getattr(node.mptcp, key)
+            value = getattr(mptcp, key)
             if value is not None and not 0 <= value <= MAX_LIMIT:
                 raise check.fail(f"{path}.limits.{key}", f"{key} {value} is outside the kernel's range 0..{MAX_LIMIT}",
                                  f"write a number from 0 to {MAX_LIMIT}")
-        interfaces = _interfaces(topo, name)
-        seen: set[str] = set()
-        for index, endpoint in enumerate(node.mptcp.endpoints):
+        _check_pm(check, name, node.mptcp, path)
+        interfaces = interface_addresses(topo, name)
+        if len(mptcp.endpoints) > MAX_ENDPOINTS:
+            raise check.fail(f"{path}.endpoints[{MAX_ENDPOINTS}]", f"{len(mptcp.endpoints)} endpoints; the kernel "
+                             f"keeps at most {MAX_ENDPOINTS} per node (MPTCP_PM_ADDR_MAX)",
+                             f"keep {MAX_ENDPOINTS} endpoints or fewer")
+        seen: dict[str, int] = {}
+        ids: dict[int, int] = {}
+        for index, endpoint in enumerate(mptcp.endpoints):
             field = f"{path}.endpoints[{index}]"
             if endpoint.interface not in interfaces:
                 raise check.fail(field, f"node {name!r} has no interface {endpoint.interface!r}",
                                  "use one of: " + (", ".join(interfaces) or "(no interfaces: add a link)"))
-            for flag in endpoint.flags:
-                if flag not in ENDPOINT_FLAGS:
-                    raise check.fail(f"{field}.flags", f"unknown endpoint flag {flag!r}",
-                                     "use signal, subflow, backup and/or fullmesh")
+            _check_flags(check, endpoint.flags, f"{field}.flags")
             if "signal" in endpoint.flags and "fullmesh" in endpoint.flags:
                 raise check.fail(f"{field}.flags", "the kernel rejects signal together with fullmesh",
                                  "use [signal] or [subflow, fullmesh]")
-            address = endpoint.address or interfaces[endpoint.interface]
+            own = interfaces[endpoint.interface]
+            if endpoint.address in ("ipv4", "ipv6"):  # the interface's address of that family
+                wanted = 4 if endpoint.address == "ipv4" else 6
+                matching = [a for a in own if _family(a) == wanted]
+                if not matching:
+                    raise check.fail(f"{field}.address", f"{endpoint.interface} has no {endpoint.address} address",
+                                     "use one of: " + ", ".join(own))
+                endpoint.address = matching[0]
+            address = endpoint.address or own[0]
             try:
-                ipaddress.IPv4Address(address)
+                ipaddress.ip_address(address)
             except ValueError:
-                raise check.fail(f"{field}.address", f"{address!r} is not an IPv4 address", "write e.g. 10.0.1.1") from None
-            if endpoint.address and endpoint.address != interfaces[endpoint.interface]:
-                raise check.fail(f"{field}.address", f"{endpoint.address} is not the address of {endpoint.interface}",
-                                 f"omit it or write {interfaces[endpoint.interface]}")
+                raise check.fail(f"{field}.address", f"{address!r} is not an IP address",
+                                 "write e.g. 10.0.1.1, fd00:1::1, ipv4 or ipv6") from None
+            if endpoint.address and str(ipaddress.ip_address(endpoint.address)) not in own:
+                raise check.fail(f"{field}.address", f"{endpoint.address} is not an address of {endpoint.interface}",
+                                 "omit it or write one of: " + ", ".join(own))
+            address = str(ipaddress.ip_address(address))
+            if endpoint.address:
+                endpoint.address = address
             if address in seen:
-                raise check.fail(field, f"two endpoints for address {address}", "give each address one endpoint")
-            seen.add(address)
-            if not node.mptcp.enabled:
+                raise check.fail(field, f"endpoints[{seen[address]}] already has address {address}",
+                                 "give each address one endpoint (the kernel refuses a duplicate)")
+            seen[address] = index
+            if endpoint.id is not None:
+                if not 1 <= endpoint.id <= MAX_ENDPOINT_ID:
+                    raise check.fail(f"{field}.id", f"endpoint id {endpoint.id} is outside 1..{MAX_ENDPOINT_ID}",
+                                     f"write an id from 1 to {MAX_ENDPOINT_ID} (0 is the initial subflow's)")
+                if endpoint.id in ids:
+                    raise check.fail(f"{field}.id", f"endpoints[{ids[endpoint.id]}] already has id {endpoint.id}",
+                                     "give each endpoint its own id, or leave ids out")
+                ids[endpoint.id] = index
+            if endpoint.port is not None:
+                if "signal" not in endpoint.flags:
+                    raise check.fail(f"{field}.port", "a port needs the signal flag (the port is announced "
+                                     "with the address, and the kernel listens on it)", "add signal to the flags")
+                if "subflow" in endpoint.flags:
+                    raise check.fail(f"{field}.port", "the kernel refuses a port on a subflow endpoint",
+                                     "remove subflow from the flags, or the port")
+                if not 1 <= endpoint.port <= 65535:
+                    raise check.fail(f"{field}.port", f"port {endpoint.port} out of range", "use 1..65535")
+            if not mptcp.enabled:
                 raise check.fail(field, f"node {name!r} has MPTCP disabled but declares endpoints",
                                  "remove the endpoints or enable MPTCP")
+
+
+def _check_flags(check: _Checker, flags: tuple[str, ...], field: str) -> None:
+    """Known flags pass; a misspelt one fails here; another lower-case word may be a newer
+    kernel's flag and is checked against the probe at ``up``."""
+    for flag in flags:
+        if flag in ENDPOINT_FLAGS:
+            continue
+        close = difflib.get_close_matches(flag, ENDPOINT_FLAGS, n=1, cutoff=0.75)
+        if close or not FLAG_RE.match(flag):
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise check.fail(field, f"unknown endpoint flag {flag!r}",
+                             f"{hint}use signal, subflow, backup, fullmesh and/or laminar")
+
+
+def _check_pm(check: _Checker, name: str, mptcp, path: str) -> None:
+    """Path manager, scheduler and mptcpd (what this kernel offers is checked at up)."""
+    if mptcp.path_manager is not None and mptcp.path_manager not in PATH_MANAGERS:
+        raise check.fail(f"{path}.path_manager", f"unknown path manager {mptcp.path_manager!r}",
+                         "write kernel or userspace")
+    if mptcp.scheduler is not None and not TOKEN_RE.match(mptcp.scheduler):
+        raise check.fail(f"{path}.scheduler", f"{mptcp.scheduler!r} is not a scheduler name", "write e.g. default")
+    if mptcp.mptcpd is not None and mptcp.mptcpd != "none":
+        if mptcp.path_manager != "userspace":
+            raise check.fail(f"{path}.mptcpd", "mptcpd's plugins drive the userspace path manager",
+                             "add 'path_manager: userspace', or remove mptcpd (the kernel path manager follows "
+                             "the endpoints)")
+        if mptcp.mptcpd not in MPTCPD_PLUGINS:
+            raise check.fail(f"{path}.mptcpd", f"unknown mptcpd plugin {mptcp.mptcpd!r}",
+                             "use one of: " + ", ".join(MPTCPD_PLUGINS))
+    for flag in mptcp.mptcpd_addr_flags:
+        if flag not in ("subflow", "signal", "backup", "fullmesh"):
+            raise check.fail(f"{path}.mptcpd.addr_flags", f"unknown address flag {flag!r}",
+                             "use subflow, signal, backup and/or fullmesh")
+    if not mptcp.enabled and (mptcp.path_manager or mptcp.scheduler):
+        field = f"{path}.path_manager" if mptcp.path_manager else f"{path}.scheduler"
+        raise check.fail(field, f"node {name!r} has MPTCP disabled", "remove it or enable MPTCP")
+    if mptcp.path_manager == "userspace" and mptcp.endpoints:
+        raise check.fail(f"{path}.endpoints", "endpoints are the kernel path manager's rules; the userspace "
+                         "path manager (mptcpd) ignores them", "remove the endpoints, or use path_manager: kernel")
 
 
 def _check_routes(check: _Checker, topo: Topology) -> None:
     link_names = {link.name for link in topo.links}
     for name, node in topo.nodes.items():
         interfaces = _interfaces(topo, name)
-        subnets = [ipaddress.IPv4Network(link.subnet or "") for link in topo.links_of(name)]
+        subnets = [ipaddress.ip_network(subnet) for link in topo.links_of(name)
+                   for subnet in (link.subnet, link.subnet6) if subnet]
         for index, route in enumerate(node.routes):
             field = f"nodes.{name}.routes[{index}]"
+            destination = None
             if route.to != "default":
                 try:
-                    ipaddress.IPv4Network(route.to, strict=False)
+                    destination = ipaddress.ip_network(route.to, strict=False)
                 except ValueError:
                     raise check.fail(f"{field}.to", f"{route.to!r} is not a destination",
-                                     "write 'default', an address or a prefix such as 10.0.1.0/24") from None
+                                     "write 'default', an address or a prefix such as 10.0.1.0/24 or fd00:1::/64") from None
             given = [key for key in ("via", "dev", "link") if getattr(route, key)]
             if len(given) != 1 and not (set(given) == {"via", "dev"}):
                 raise check.fail(field, "a route needs exactly one of via, dev or link (or via with dev)",
@@ -403,12 +605,22 @@ def _check_routes(check: _Checker, topo: Topology) -> None:
                                      "route through one of this node's own links")
             if route.via:
                 try:
-                    via = ipaddress.IPv4Address(route.via)
+                    via = ipaddress.ip_address(route.via)
                 except ValueError:
-                    raise check.fail(f"{field}.via", f"{route.via!r} is not an IPv4 address", "write e.g. 10.0.0.2") from None
-                if not any(via in subnet for subnet in subnets):
+                    raise check.fail(f"{field}.via", f"{route.via!r} is not an IP address", "write e.g. 10.0.0.2") from None
+                if destination is not None and destination.version != via.version:
+                    raise check.fail(f"{field}.via", f"next hop {via} is not of the destination {destination}'s "
+                                     "address family", "use a next hop of the same family")
+                if not any(via.version == subnet.version and via in subnet for subnet in subnets):
                     raise check.fail(f"{field}.via", f"next hop {via} is not on any of {name!r}'s links",
                                      "use the address of a directly connected neighbour")
+            if destination is not None and not route.via:
+                link = topo.link(route.link) if route.link else next(
+                    (item for item in topo.links_of(name) if item.end(name).interface == route.dev), None)
+                if link is not None and (link.subnet6 if destination.version == 6 else link.subnet) is None:
+                    raise check.fail(f"{field}.to", f"{destination} is IPv{destination.version} but link "
+                                     f"{link.name!r} carries no IPv{destination.version}",
+                                     "route it over a link of that family")
             if route.metric is not None and not 0 <= route.metric <= 65535:
                 raise check.fail(f"{field}.metric", f"metric {route.metric} out of range", "write 0..65535")
 
@@ -483,18 +695,42 @@ def _resolve_flows(check: _Checker, topo: Topology) -> None:
             raise check.fail(f"{path}.duration", "duration must be positive", "write e.g. duration: 10")
         if flow.congestion is not None and not TOKEN_RE.match(flow.congestion):
             raise check.fail(f"{path}.congestion", f"{flow.congestion!r} is not an algorithm name", "write e.g. cubic")
-        dst_addresses = set(_interfaces(topo, flow.dst).values())
-        src_addresses = set(_interfaces(topo, flow.src).values())
+        dst_list = [a for addresses in interface_addresses(topo, flow.dst).values() for a in addresses]
+        src_list = [a for addresses in interface_addresses(topo, flow.src).values() for a in addresses]
+        dst_addresses, src_addresses = set(dst_list), set(src_list)
         if not dst_addresses or not src_addresses:
             raise check.fail(path, "an end of the flow has no links", "connect both nodes")
+        if flow.family is not None and flow.family not in ("ipv4", "ipv6"):
+            raise check.fail(f"{path}.family", f"unknown address family {flow.family!r}", "write ipv4 or ipv6")
+        for key in ("dst_address", "src_address"):
+            value = getattr(flow, key)
+            if value is not None:
+                try:
+                    setattr(flow, key, str(ipaddress.ip_address(value)))
+                except ValueError:
+                    raise check.fail(f"{path}.{key}", f"{value!r} is not an IP address",
+                                     "write e.g. 10.0.1.2 or fd00:1::2") from None
         if flow.dst_address is None:
-            flow.dst_address = next(iter(_interfaces(topo, flow.dst).values()))
+            wanted = {"ipv4": 4, "ipv6": 6}.get(flow.family or "")
+            if wanted is None and flow.src_address is not None:
+                wanted = _family(flow.src_address)
+            candidates = [a for a in dst_list if wanted is None or _family(a) == wanted]
+            if not candidates:
+                raise check.fail(f"{path}.family", f"{flow.dst!r} has no IPv{wanted} address",
+                                 "use one of: " + ", ".join(dst_list))
+            flow.dst_address = candidates[0]
         elif flow.dst_address not in dst_addresses:
             raise check.fail(f"{path}.dst_address", f"{flow.dst_address!r} is not an address of {flow.dst!r}",
-                             "use one of: " + ", ".join(sorted(dst_addresses)))
+                             "use one of: " + ", ".join(dst_list))
+        elif flow.family is not None and _family(flow.dst_address) != int(flow.family[-1]):
+            raise check.fail(f"{path}.family", f"dst_address {flow.dst_address} is not {flow.family}",
+                             "remove family, or pick an address of that family")
         if flow.src_address is not None and flow.src_address not in src_addresses:
             raise check.fail(f"{path}.src_address", f"{flow.src_address!r} is not an address of {flow.src!r}",
-                             "use one of: " + ", ".join(sorted(src_addresses)))
+                             "use one of: " + ", ".join(src_list))
+        if flow.src_address is not None and _family(flow.src_address) != _family(flow.dst_address):
+            raise check.fail(f"{path}.src_address", f"src_address {flow.src_address} and dst_address "
+                             f"{flow.dst_address} are of different families", "pick addresses of one family")
         if flow.name is None:
             base = f"{flow.src}-{flow.dst}"
             names[base] += 1
@@ -569,10 +805,7 @@ def _check_events(check: _Checker, topo: Topology) -> None:
                     raise check.fail(f"{path}.endpoint.interface",
                                      f"node {event.node!r} has no interface {event.endpoint.interface!r}",
                                      "use one of: " + ", ".join(interfaces))
-                for flag in event.endpoint.flags:
-                    if flag not in ENDPOINT_FLAGS:
-                        raise check.fail(f"{path}.endpoint.flags", f"unknown endpoint flag {flag!r}",
-                                         "use signal, subflow, backup and/or fullmesh")
+                _check_flags(check, event.endpoint.flags, f"{path}.endpoint.flags")
                 if "signal" in event.endpoint.flags and "fullmesh" in event.endpoint.flags:
                     raise check.fail(f"{path}.endpoint.flags", "the kernel rejects signal together with fullmesh",
                                      "use [signal] or [subflow, fullmesh]")
