@@ -35,17 +35,11 @@ from ..plan.commands import Plan, make_plan
 from ..plan.events import END_SNAPSHOT, TRACE_STEP, EventPlan, plan_events
 from ..plan.routing import compute_routing, trace_packet
 from ..topology.model import Topology
+from .counters import COUNTER_FAMILIES, COUNTERS, PREFIX, counter_deltas, nstat_section, parse_nstat  # noqa: F401
 from .parsers import MonitorEvent, Sample
 from .records import (AppliedCommand, EventOccurrence, EventPathBytes, FlowEvent, FlowSummary, LagStats, Scheduling,
                       TraceSecond, TraceTracking)
 
-#: The MPTcpExt counters every event reports (without the prefix); others are added when they move.
-COUNTERS = ("MPJoinSynRx", "MPJoinSynAckRx", "MPJoinAckRx", "MPJoinSynTx", "AddAddr", "AddAddrTx", "EchoAdd",
-            "RmAddr", "RmAddrTx", "RmSubflow", "MPPrioTx", "MPPrioRx", "SubflowStale", "SubflowRecover",
-            "MPTCPRetrans", "MPCapableFallbackACK", "MPCapableFallbackSYNACK", "MPFallbackTokenInit",
-            "DssFallback", "MPFailTx", "MPFailRx")
-COUNTER_FAMILIES = ("MPJoin", "MPPrio", "Fallback", "Subflow", "AddAddr", "RmAddr", "EchoAdd")
-PREFIX = "MPTcpExt"
 EFFICIENCY = {"mptcp": 1420 / 1514, "tcp": 1448 / 1514}
 BEFORE_S = 2.0
 GAP_FRACTION = 0.10
@@ -86,49 +80,6 @@ def parse_events_log(text: str, node: str) -> list[AppliedStep]:
                                    parts[5], parts[6].strip() if len(parts) > 6 else ""))
         except ValueError:
             continue
-    return out
-
-
-def parse_nstat(text: str) -> dict[str, int]:
-    """Counter -> value, from ``nstat -asz`` lines ('MPTcpExtMPJoinSynRx  2  0.0') or from a
-    copy of /proc/net/netstat (a 'MPTcpExt: Name ...' line, then 'MPTcpExt: 2 ...')."""
-    out: dict[str, int] = {}
-    lines = text.splitlines()
-    for index, line in enumerate(lines):
-        parts = line.split()
-        if not parts:
-            continue
-        if parts[0].endswith(":"):  # /proc/net/netstat: names, then values under the same prefix
-            following = lines[index + 1].split() if index + 1 < len(lines) else []
-            if following[:1] == parts[:1] and not all(p.lstrip("-").isdigit() for p in parts[1:]) \
-                    and all(p.lstrip("-").isdigit() for p in following[1:]):
-                prefix = parts[0][:-1]
-                for name, value in zip(parts[1:], following[1:]):
-                    out[prefix + name] = int(value)
-        elif len(parts) >= 2 and parts[0][:1].isalpha() and parts[1].isdigit():
-            out[parts[0]] = int(parts[1])
-    return out
-
-
-def nstat_section(info_text: str) -> dict[str, int]:
-    """The '## nstat' section of an info-start/info-end file."""
-    _, _, rest = info_text.partition("## nstat")
-    return parse_nstat(rest)
-
-
-def counter_deltas(before: dict[str, int], after: dict[str, int]) -> dict[str, int | str]:
-    """MPTcpExt deltas: the listed ones always (``"unsupported"`` when the kernel has no such
-    counter), any other MPTCP counter of those families when it moved."""
-    out: dict[str, int | str] = {}
-    for name in COUNTERS:
-        key = PREFIX + name
-        out[name] = after[key] - before.get(key, 0) if key in after else "unsupported"
-    for key in sorted(after):
-        name = key[len(PREFIX):]
-        if key.startswith(PREFIX) and name not in out and any(f in name for f in COUNTER_FAMILIES):
-            delta = after[key] - before.get(key, 0)
-            if delta:
-                out[name] = delta
     return out
 
 

@@ -140,7 +140,9 @@ _RETRANS_RE = re.compile(r"\bretrans:\d+/(\d+)")
 _SUBFLOW_RE = re.compile(r"tcp-ulp-mptcp flags:(\S+) token:([0-9a-f]+)\(id:(\d+)\)/([0-9a-f]+)\(id:(\d+)\)")
 _MSK_RE = re.compile(r"\btoken:([0-9a-f]+)\b(?!\()")
 _MSK_NUMBERS = {key: re.compile(rf"\b{key}:(\d+)") for key in ("subflows", "add_addr_signal", "add_addr_accepted",
-                                                                "subflows_max", "add_addr_accepted_max")}
+                                                                "subflows_max", "add_addr_accepted_max",
+                                                                "subflows_total", "bytes_sent", "bytes_received",
+                                                                "bytes_acked", "bytes_retrans")}
 _CONGESTION_RE = re.compile(r"^(reno|cubic|bbr|bbr2|bic|dctcp|vegas|westwood|htcp|illinois|hybla|scalable|lp|veno|yeah|nv|cdg|highspeed)\b")
 
 
@@ -179,12 +181,13 @@ def parse_ss_line(line: str) -> SocketSample | None:
         match = _SUBFLOW_RE.search(rest)
         if match:
             info["mptcp_flags"] = match[1]
-            info["subflow_token"], info["local_id"] = match[2], int(match[3])
-            info["msk_token"], info["remote_id"] = match[4], int(match[5])
+            # ss prints tokens with %x, the monitor with %08x: keep the monitor's form
+            info["subflow_token"], info["local_id"] = match[2].zfill(8), int(match[3])
+            info["msk_token"], info["remote_id"] = match[4].zfill(8), int(match[5])
     else:
         match = _MSK_RE.search(rest)
         if match:
-            info["token"] = match[1]
+            info["token"] = match[1].zfill(8)
         for key, pattern in _MSK_NUMBERS.items():
             match = pattern.search(rest)
             if match:

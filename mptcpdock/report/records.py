@@ -153,6 +153,23 @@ class NodeCounters(Record):
     bytes: dict[str, InterfaceBytes] = field(default_factory=dict)  # interface -> bytes in the window
 
 
+@dataclass
+class ConnectionBytes(Record):
+    """One MPTCP connection's byte counters as ``ss -M`` showed them last (MPTCP_INFO: data
+    level, over all its subflows; iproute2 >= 6.5)."""
+
+    node: str = ""
+    token: str = ""  # the connection's token on this node
+    local: str = ""  # address:port
+    peer: str = ""
+    at: float = 0.0  # the sample's time
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    bytes_acked: int = 0
+    bytes_retrans: int = 0
+    subflows_total: int | None = None
+
+
 # -- flows ----------------------------------------------------------------------------------------------
 
 @dataclass
@@ -210,7 +227,7 @@ class FlowEvent(Record):
     window: tuple[float, float] = (0.0, 0.0)  # the before window's start, the after window's end (s after t0)
     paths: list[EventPathBytes] = field(default_factory=list)
     subflow_events: list[str] = field(default_factory=list)  # monitor events of the flow's connections
-    counters: dict[str, dict[str, int | str]] = field(default_factory=dict)  # node -> MPTcpExt delta | "unsupported"
+    counters: dict[str, dict[str, int | str]] | None = field(default=None, metadata=OMIT_WHEN_NONE)  # node -> MPTcpExt delta | "unsupported"
 
 
 @dataclass
@@ -295,7 +312,7 @@ class EventsSummary(Record):
     occurrences: list[EventOccurrence] = field(default_factory=list)
     scheduling: Scheduling = field(default_factory=Scheduling)
     traces: dict[str, TraceReplay] = field(default_factory=dict)  # "node:interface" -> its replay
-    counters: dict[str, dict[str, int | str]] = field(default_factory=dict)  # node -> run's MPTcpExt deltas
+    counters: dict[str, dict[str, int | str]] | None = field(default=None, metadata=OMIT_WHEN_NONE)  # node -> run's MPTcpExt deltas
 
 
 @dataclass
@@ -363,6 +380,10 @@ class FlowSummary(Record):
     udp: UdpOutcome | None = field(default=None, metadata=OMIT_WHEN_NONE)  # protocol: udp
     share: float | None = field(default=None, metadata=OMIT_WHEN_NONE)  # of the goodput of the flows beside it
     trace_tracking: TraceTracking | None = field(default=None, metadata=OMIT_WHEN_NONE)  # a path replays a trace
+    #: mptcp flows: each data connection's ss -M byte counters at both ends (None: not measured)
+    connection_bytes: list[ConnectionBytes] | None = field(default=None, metadata=OMIT_WHEN_NONE)
+    #: why connection_bytes is missing (e.g. the image's iproute2 predates them)
+    connection_bytes_note: str | None = field(default=None, metadata=OMIT_WHEN_NONE)
 
 
 # -- the run ---------------------------------------------------------------------------------------------
@@ -397,6 +418,9 @@ class Summary(Record):
     events: EventsSummary | None = field(default=None, metadata=OMIT_WHEN_NONE)  # runs with events or traces
     fairness: Fairness | None = field(default=None, metadata=OMIT_WHEN_NONE)  # two or more flows ran
     captures: list[str] | None = field(default=None, metadata=OMIT_WHEN_NONE)  # pcap files, under captures/
+    #: node -> the deltas of every MPTcpExt counter over the run (nstat; "unsupported": the
+    #: kernel has no such counter)
+    counters: dict[str, dict[str, int | str]] | None = field(default=None, metadata=OMIT_WHEN_NONE)
     plots: list[str] | None = field(default=None, metadata=OMIT_WHEN_NONE)  # file names under plots/
 
     def flow(self, name: str) -> FlowSummary:

@@ -16,6 +16,7 @@ from ..plan.checklist import Checklist, FlowChecklist, owner_interface, render_c
 from ..topology.loader import load_topology
 from ..topology.model import Topology
 from ..topology.validate import validate
+from . import counters as kernel_counters
 from . import events as event_results
 from .layout import read_json
 from .parsers import IperfResult, MonitorEvent, Sample, SocketSample, parse_iperf3, parse_monitor, parse_samples
@@ -184,6 +185,7 @@ class _Cache:
         self.dir = results_dir
         self._samples: dict[str, list[Sample]] = {}
         self._monitors: dict[str, list[MonitorEvent] | None] = {}
+        self.iproute2: str | None = None  # the node image's (the probe's), for what ss printed
 
     def samples(self, node: str) -> list[Sample]:
         if node not in self._samples:
@@ -280,6 +282,16 @@ def _flow_summary(cache: _Cache, topology: Topology, meta: dict[str, Any], spec:
     if spec.get("protocol") == "udp" and client and client.lost_packets is not None:
         udp = UdpOutcome(jitter_ms=client.jitter_ms, lost_packets=client.lost_packets, packets=client.packets,
                          loss_percent=client.lost_percent)
+    connection_bytes, bytes_note = None, None
+    if spec["protocol"] == "mptcp":
+        if kernel_counters.ss_bytes_supported(cache.iproute2):
+            connection_bytes = [item for node, series in ((sender, sender_series), (receiver, receiver_series))
+                                for item in kernel_counters.connection_bytes(
+                                    cache.samples(node), node, {sock.msk_token for points in series.values()
+                                                                for _, sock in points if sock.msk_token})]
+        else:
+            bytes_note = (f"unavailable: the node image's iproute2 ({cache.iproute2 or 'unknown'}) has no "
+                          "per-connection byte counters in ss -M (they need iproute2 6.5 or later)")
     return FlowSummary(
         tool=spec.get("tool") if spec.get("tool") not in (None, "iperf3") else None,
         bitrate_bps=spec.get("bitrate"), bytes_requested=spec.get("bytes"), completion_s=completion, udp=udp,
@@ -294,6 +306,7 @@ def _flow_summary(cache: _Cache, topology: Topology, meta: dict[str, Any], spec:
         subflows=_subflow_outcome(cache, spec, client_ports, client_series, expected_item),
         paths=path_stats(topology, sender, receiver, sender_series, receiver_series),
         receiver_interfaces=interface_bytes(cache.samples(receiver), started, ended, receiver),
+        connection_bytes=connection_bytes, connection_bytes_note=bytes_note,
     )
 
 
@@ -366,6 +379,7 @@ def build_summary(results_dir: Path) -> Summary:
     checklist_data = read_json(results_dir / "checklist.json")
     checklist = Checklist.from_dict(checklist_data) if checklist_data else None
     cache = _Cache(results_dir)
+    cache.iproute2 = (state.get("probe") or {}).get("iproute2")
     flows = [_flow_summary(cache, topology, meta, spec, checklist) for spec in meta.get("flows", [])]
     for flow in flows:
         if flow.protocol == "mptcp":
@@ -383,6 +397,7 @@ def build_summary(results_dir: Path) -> Summary:
         dropped_links=state.get("dropped_links"), mptcp_tool=meta.get("mptcp_tool"),
         sample_period=meta.get("sample_period"), monitors=_monitors(cache, meta), flows=flows, fairness=fairness,
         captures=sorted(f"captures/{path.name}" for path in (results_dir / "captures").glob("*.pcap")) or None,
+        counters=kernel_counters.run_counters(results_dir) or None,
     )
     _add_events(results_dir, summary, topology, meta, state, cache)
     if checklist is not None:

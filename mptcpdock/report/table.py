@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tabulate import tabulate
 
+from .counters import HEADLINE, headline
 from .records import FlowSummary, Summary
 
 
@@ -63,8 +64,35 @@ def _traffic_notes(summary: Summary) -> list[str]:
     return [note for note in notes if note]
 
 
+
+def _counter_table(summary: Summary) -> list[str]:
+    """The most telling MPTcpExt deltas over the run, per node that moved any."""
+    rows = []
+    for node, deltas in (summary.counters or {}).items():
+        values = headline(deltas)
+        if any(isinstance(value, int) and value for _, value in values):
+            rows.append([node] + [value if isinstance(value, int) else "n/a" for _, value in values])
+    if not rows:
+        return []
+    return [tabulate(rows, headers=["MPTcpExt over the run"] + [label for label, _ in HEADLINE])
+            + ("\n(n/a: the kernel has no such counter)" if any("n/a" in row for row in rows) else "")]
+
+
+def _bytes_notes(summary: Summary) -> list[str]:
+    notes = []
+    for flow in summary.flows:
+        if flow.connection_bytes_note:
+            notes.append(f"{flow.name}: ss -M byte counters {flow.connection_bytes_note}")
+        for item in flow.connection_bytes or []:
+            if item.node == flow.sender and item.bytes_sent:
+                notes.append(f"{flow.name}: connection {item.token} on {item.node}: {_size(item.bytes_sent)} sent, "
+                             f"{_size(item.bytes_acked)} acked, {_size(item.bytes_retrans)} retransmitted "
+                             f"(MPTCP level, {item.subflows_total or '?'} subflows)")
+    return notes
+
+
 def _notes(summary: Summary) -> list[str]:
-    notes = _event_notes(summary) + _traffic_notes(summary)
+    notes = _event_notes(summary) + _traffic_notes(summary) + _counter_table(summary) + _bytes_notes(summary)
     for flow in summary.flows:
         base = flow.baseline
         if base and base.ratio is not None:
