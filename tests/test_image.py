@@ -16,7 +16,8 @@ from docker.models.images import Image
 from mptcpdock import NODE_IMAGE, __version__
 from mptcpdock.runtime import image as im
 
-PINNED = ("iproute2", "iperf3", "mptcpize", "iptables", "ethtool", "procps", "iputils-ping", "tcpdump")
+PINNED = ("iproute2", "iperf3", "mptcpize", "mptcpd", "mptcpd-plugins", "iptables", "ethtool", "procps",
+          "iputils-ping", "tcpdump")
 ROUNDTRIP_TAG = "mptcpdock/node-roundtrip:test"
 
 pytestmark = pytest.mark.docker
@@ -61,7 +62,8 @@ def run_in(node: Container, *cmd: str) -> str:
 def test_node_image_exists_after_ensure(client: DockerClient, node_image: Image) -> None:
     assert client.images.get(NODE_IMAGE).id == node_image.id
     assert im.ensure_node_image(client, NODE_IMAGE).id == node_image.id  # present: no rebuild
-    assert node_image.labels[im.NODE_LABEL] == "1"
+    assert node_image.labels[im.NODE_LABEL] == im.NODE_LAYOUT == "2"
+    assert node_image.labels[im.SUITE_LABEL] == "trixie"
     assert node_image.labels["org.opencontainers.image.version"] == __version__
     assert node_image.labels["org.opencontainers.image.source"]
 
@@ -85,7 +87,22 @@ TOOL_CHECKS = [
     (("ethtool", "--version"), "ethtool"),
     (("tcpdump", "--version"), "tcpdump"),
     (("iptables", "-S"), "-P INPUT"),
+    (("/usr/libexec/mptcpd", "--version"), "mptcpd 0.13"),
+    (("ls", "/usr/lib/x86_64-linux-gnu/mptcpd"), "sspi.so"),
+    (("cat", im.INSTALLED_FILE), "iproute2 6.15"),
 ]
+
+
+def test_iproute2_is_6_15_or_later(node: Container) -> None:
+    """trixie's iproute2: ss -M byte counters (6.5+), the path manager and scheduler knobs."""
+    version = run_in(node, "ip", "-V").split("iproute2-")[1].split(",")[0]
+    assert tuple(int(part) for part in version.split(".")[:2]) >= (6, 15), version
+
+
+def test_an_outdated_layout_is_rebuilt_not_used(client: DockerClient, node_image: Image) -> None:
+    assert not im.is_outdated(node_image)
+    fake = type("Fake", (), {"labels": {im.NODE_LABEL: "1"}})()
+    assert im.is_outdated(fake)  # type: ignore[arg-type]  (a bookworm image of 0.1.0)
 
 
 @pytest.mark.parametrize(("cmd", "expected"), [pytest.param(c, e, id=" ".join(c)) for c, e in TOOL_CHECKS])

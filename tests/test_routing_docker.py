@@ -30,7 +30,7 @@ from mptcpdock.runtime.docker_api import run_exec, start_exec_detached
 from mptcpdock.topology.loader import load_topology
 from mptcpdock.topology.model import Topology
 from mptcpdock.runtime.kernel_routes import differences, kernel_routing
-from mptcpdock.plan.routing import compute_routing, interfaces, path_warnings, trace_packet
+from mptcpdock.plan.routing import all_interfaces, compute_routing, interfaces, path_warnings, trace_packet
 from mptcpdock.runtime.apply import UpResult
 from mptcpdock.topology.validate import validate
 
@@ -49,6 +49,8 @@ n=$1; shift
 sources=""
 while [ "$n" -gt 0 ]; do sources="$sources $1"; shift; n=$((n-1)); done
 for s in $sources; do for t in "$@"; do
+  fs=4; case "$s" in *:*) fs=6 ;; esac; ft=4; case "$t" in *:*) ft=6 ;; esac
+  [ "$fs" = "$ft" ] || continue  # a source and a target of one family
   ( if ping -n -q -c 1 -W 1 -I "$s" "$t" >/dev/null 2>&1; then echo "ok $s $t"; else echo "no $s $t"; fi ) &
 done; done
 wait
@@ -88,7 +90,8 @@ def topology(path, *, source_routing: bool | None = None, rp_filter: str | None 
 
 
 def node_addresses(model: Topology) -> dict[str, list[str]]:
-    return {node: [intf.address for intf in interfaces(model, node)] for node in model.nodes}
+    """Every address of every node, both families (a pair of addresses pings in one)."""
+    return {node: [intf.address for intf in all_interfaces(model, node)] for node in model.nodes}
 
 
 def ping_matrix(up: UpResult) -> dict[tuple[str, str], bool]:
@@ -139,7 +142,7 @@ def predicted_matrix(model: Topology) -> dict[tuple[str, str], bool]:
     out = {}
     for source, node in owner.items():
         for target, other in owner.items():
-            if other != node:
+            if other != node and (":" in source) == (":" in target):
                 there = trace_packet(model, routing, node, source, target).delivered
                 out[(source, target)] = there and trace_packet(model, routing, other, target, source).delivered
     return out
