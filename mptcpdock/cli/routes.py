@@ -51,7 +51,7 @@ def render_node(node: str, routing: NodeRouting) -> str:
 def render_kernel(routing: NodeRouting, kernel: KernelRouting) -> str:
     """What the kernel has, and whether it matches the plan."""
     diff = differences(routing, kernel)
-    return ("\n\nkernel (ip -4 rule; ip -4 route show table all, without table local):\n" + kernel.text + "\n"
+    return ("\n\nkernel (ip rule, ip route show table all: IPv4, then IPv6; table local left out):\n" + kernel.text + "\n"
             + ("kernel matches the plan" if not diff else "kernel DIFFERS from the plan:\n  " + "\n  ".join(diff)))
 
 
