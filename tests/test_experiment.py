@@ -96,7 +96,7 @@ def test_ex1_monitor_shows_the_extra_subflow_over_the_second_path(ex1_run: RunRe
     assert summary["monitors"]["h2"]["requested"] is True  # asked for in the YAML
     assert summary["monitors"]["h1"]["requested"] is False  # added for the after-run check
     log = (folder / "monitors" / "h2.log").read_text()
-    assert re.search(r"\[SF_ESTABLISHED\] .*saddr6=::ffff:192\.168\.11\.2 ", log), log
+    assert re.search(r"\[\s*SF_ESTABLISHED\] .*saddr6=::ffff:192\.168\.11\.2 ", log), log
     for line in log.splitlines():
         assert MONITOR_LINE.match(line), line  # every line timestamped
     after = (folder / "checklist.txt").read_text().split("After the run")[1]
