@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from mptcpdock import __version__
+
 ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.packaging
@@ -67,7 +69,7 @@ def test_the_wheel_carries_the_image_context_and_every_bundled_topology(dist: Pa
     in_repo = {path.relative_to(ROOT / "topologies").as_posix() for path in (ROOT / "topologies").rglob("*")
                if path.is_file() and "__pycache__" not in path.parts}
     assert bundled == in_repo  # the YAML files and what they read (traces/)
-    metadata = zipfile.ZipFile(next(dist.glob("*.whl"))).read("mptcpdock-0.1.0.dist-info/METADATA").decode()
+    metadata = zipfile.ZipFile(next(dist.glob("*.whl"))).read(f"mptcpdock-{__version__}.dist-info/METADATA").decode()
     for needed in ("Project-URL: Homepage", "Classifier: Topic :: System :: Networking", "Keywords: mptcp",
                    "License-Expression: GPL-2.0-only"):
         assert needed in metadata, needed
