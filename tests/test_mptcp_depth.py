@@ -262,7 +262,7 @@ def test_a_counter_the_kernel_lacks_is_unsupported_not_zero():
     before = {"MPTcpExtMPJoinSynRx": 1, "MPTcpExtMPJoinAckRx": 1, "MPTcpExtAddAddrTx": 0, "MPTcpExtNew": 0}
     after = {"MPTcpExtMPJoinSynRx": 3, "MPTcpExtMPJoinAckRx": 3, "MPTcpExtAddAddrTx": 2, "MPTcpExtNew": 0}
     deltas = counter_deltas(before, after, every=True)
-    assert deltas["MPJoinSynRx"] == 2 and deltas["New"] == 0 and deltas["DSSFallback"] == "unsupported"
+    assert deltas["MPJoinSynRx"] == 2 and deltas["New"] == 0 and deltas["DssFallback"] == "unsupported"
     heads = dict(headline(deltas))
     assert heads["joins rx"] == 2 and heads["ADD_ADDR tx"] == 2 and heads["MPTCP retrans"] == "unsupported"
     assert "New" not in counter_deltas(before, after)  # events list only the moved ones of the families
