@@ -129,7 +129,26 @@ def test_the_checklist_says_what_the_userspace_path_manager_does(tmp_path):
         "flows:\n  - {src: h2, dst: h1}\n"
     item = make_checklist(validate(load(text, tmp_path))).flows[0]
     assert any("userspace path manager" in line for line in item.reasoning)
-    assert any("sspi plugin on h1" in line and "ADD_ADDR" in line for line in item.reasoning)
+    assert any("sspi plugin on h1" in line and "address id 0" in line for line in item.reasoning)
+    assert item.expected_subflows == 1  # mptcpd 0.13's sspi announces nothing; h2 has no endpoints
+    # a userspace server running sspi closes every join (they all come to the initial address);
+    # with addr_adv it takes them
+    routed = """name: t11j
+routing: auto
+nodes:
+  h1: {mptcp: {endpoints: {eth1: [subflow]}}}
+  r1: {kind: router}
+  h2: {mptcp: {path_manager: userspace, mptcpd: PLUGIN}}
+links:
+  - {endpoints: [h1, r1]}
+  - {endpoints: [h1, r1]}
+  - {endpoints: [r1, h2]}
+flows:
+  - {src: h1, dst: h2}
+"""
+    sspi = make_checklist(validate(load(routed.replace("PLUGIN", "sspi"), tmp_path))).flows[0]
+    assert sspi.expected_subflows == 1 and any("closes a joining subflow" in line for line in sspi.reasoning)
+    assert make_checklist(validate(load(routed.replace("PLUGIN", "addr_adv"), tmp_path))).flows[0].expected_subflows == 2
 
 
 # -- the probe decides what the kernel and the image offer -------------------------------------------

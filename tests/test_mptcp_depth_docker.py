@@ -140,18 +140,64 @@ def test_userspace_path_manager_is_set_read_back_and_mptcpd_runs(userspace_run):
     assert up.plan.nodes["h2"].sysctls.get("net.mptcp.path_manager", "userspace") == "userspace"
 
 
-def test_userspace_run_counts_match_the_monitor(userspace_run):
-    """The flow runs; whatever subflows mptcpd's plugin made, the kernel's join counters on
-    the server agree with the subflows its monitor saw established."""
-    _, _, result, _ = userspace_run
+def test_mptcpd_0_13_sspi_announces_nothing_and_the_checklist_says_so(userspace_run):
+    """Debian's mptcpd 0.13: sspi hands its ADD_ADDRs to the library with address id 0, which
+    refuses them (EINVAL, unchecked): it sees every connection and announces nothing. The
+    checklist expects that, and the kernel's counters and the monitors agree."""
+    _, _, result, log = userspace_run
     summary = json.loads((result.results_dir / "summary.json").read_text())
     flow = summary["flows"][0]
     assert flow["status"] == "ok" and flow["goodput_bps"] > 1e6, summary["reasons"]
+    assert flow["subflows"]["expected"] == flow["subflows"]["established"] == 1, flow["subflows"]
     events = parse_monitor((result.results_dir / "monitors" / "h2.log").read_text())
-    joins = sum(1 for e in events if e.event == "SF_ESTABLISHED")
-    assert summary["counters"]["h2"]["MPJoinAckRx"] == joins
-    assert any("userspace path manager" in line for line in
-               json.loads((result.results_dir / "checklist.json").read_text())["flows"][0]["reasoning"])
+    connections = sum(1 for e in events if e.event == "ESTABLISHED")
+    assert connections >= 2 and log.count("sspi_connection_established is unimplemented") == connections, log
+    assert summary["counters"]["h2"]["AddAddrTx"] == 0 and summary["counters"]["h1"]["AddAddr"] == 0
+    assert summary["counters"]["h2"]["MPJoinAckRx"] == sum(1 for e in events if e.event == "SF_ESTABLISHED") == 0
+    reasoning = json.loads((result.results_dir / "checklist.json").read_text())["flows"][0]["reasoning"]
+    assert any("userspace path manager" in line for line in reasoning)
+    assert any("address id 0" in line for line in reasoning)
+
+
+USERSPACE_JOINS = """name: t11-usj
+routing: auto
+nodes:
+  h1:
+    mptcp: {endpoints: {eth1: [subflow]}, limits: {subflows: 2}, monitor: true}
+  r1: {kind: router}
+  h2:
+    mptcp: {path_manager: userspace, mptcpd: addr_adv, monitor: true}
+links:
+  - {endpoints: [h1, r1], rate: 20mbit}
+  - {endpoints: [h1, r1], rate: 20mbit}
+  - {endpoints: [r1, h2], rate: 100mbit}
+flows:
+  - {src: h1, dst: h2, duration: 3}
+"""
+
+
+def test_a_userspace_path_manager_server_takes_the_peers_joins(tmp_path: Path):
+    """h2 on the userspace path manager (mptcpd running): h1's kernel path manager joins from
+    its second interface, h2 accepts, both 20 Mbit/s paths carry the flow; the monitors, the
+    kernel's join counters and ss -M agree."""
+    model = load_topology_text(USERSPACE_JOINS)
+    with running_lab(model, "t11-usj") as up:
+        assert "--path-manager=addr_adv" in sh(up, "h2", "pgrep -a mptcpd")
+        result = run_experiment(topology=model, results_root=tmp_path)
+    summary = json.loads((result.results_dir / "summary.json").read_text())
+    flow = summary["flows"][0]
+    assert flow["status"] == "ok", summary["reasons"]
+    assert flow["subflows"]["expected"] == flow["subflows"]["established"] == 2, flow["subflows"]
+    assert flow["goodput_bps"] > 25e6, flow["goodput_bps"]  # more than one 20 Mbit/s path carries
+    carried = {path["sender_address"] for path in flow["paths"] if path["bytes"] > 1_000_000}
+    assert carried == {"10.0.0.1", "10.0.1.1"}, flow["paths"]
+    server = parse_monitor((result.results_dir / "monitors" / "h2.log").read_text())
+    joins = [e for e in server if e.event == "SF_ESTABLISHED"]
+    assert joins and all(e.daddr == "10.0.1.1" for e in joins), joins
+    counters = summary["counters"]
+    assert counters["h2"]["MPJoinAckRx"] == len(joins) == counters["h1"]["MPJoinSynTx"]
+    busy = [item for item in flow["connection_bytes"] if item["node"] == "h1" and item["bytes_sent"] > 1_000_000]
+    assert busy and busy[0]["subflows_total"] == 2, flow["connection_bytes"]
 
 
 @pytest.fixture(scope="module")

@@ -294,17 +294,13 @@ def expected_subflows(topology: Topology, flow_name: str) -> tuple[list[Candidat
                          f"{client_accepts} ADD_ADDR; {server} accepts up to {server_subflows} join(s)")
     if server_pm.path_manager == "userspace":
         reasoning += _userspace_reasoning(topology, server, "server")
-        server_subflows = MAX_SUBFLOWS  # joins are accepted as the daemon's plugin allows
+        # joins are accepted as the daemon's plugin allows: sspi keeps one subflow per interface of
+        # the server, and with nothing announced every join comes to the initial subflow's address
+        sspi = server_pm.uses_mptcpd and server_pm.mptcpd_plugin == "sspi"
+        server_subflows = 0 if sspi else MAX_SUBFLOWS
     endpoints = [] if client_pm.path_manager == "userspace" else topology.nodes[client].mptcp.endpoints
     fullmesh = [ep for ep in endpoints if "fullmesh" in ep.flags]
     announced: list[tuple[str, str]] = []  # (address, interface) the server signals
-    if server_pm.path_manager == "userspace":
-        if server_pm.uses_mptcpd and server_pm.mptcpd_plugin == "sspi":
-            own = owner_interface(topology, server, remote0)
-            for name, (address, _) in node_interfaces(topology, server).items():
-                for candidate in _addresses_of(topology, server, name):
-                    if name != own and families_match(remote0, candidate, candidate):
-                        announced.append((candidate, name))
     for ep in topology.nodes[server].mptcp.endpoints if server_pm.path_manager != "userspace" else []:
         if "signal" not in ep.flags:
             continue
@@ -349,21 +345,6 @@ def expected_subflows(topology: Topology, flow_name: str) -> tuple[list[Candidat
     for candidate in candidates:
         unique.setdefault((candidate.local, candidate.remote), candidate)
     candidates = list(unique.values())
-    if client_pm.path_manager == "userspace" and client_pm.uses_mptcpd and client_pm.mptcpd_plugin == "sspi" \
-            and server_pm.path_manager != "userspace":
-        # the client announces its other interfaces; the server's kernel path manager connects to them
-        server_subflows_max, server_accepts = _limits(topology, server)
-        own = owner_interface(topology, client, local0)
-        for name in node_interfaces(topology, client):
-            for address in _addresses_of(topology, client, name):
-                if name != own and families_match(remote0, address, address):
-                    route = lookup_route(topology, server, address)
-                    local = route.source if route else remote0
-                    candidates.append(_assess(topology, server, client, local, address,
-                                              f"{server} to {client}'s ADD_ADDR of {name}", None))
-        client_subflows = min(server_accepts, server_subflows_max)
-        reasoning.append(f"{server} opens subflows to what {client} announces: up to {client_subflows} "
-                         f"(its add_addr_accepted and subflows limits)")
     routable = [c for c in candidates if c.routable]
     extra = min(len(routable), client_subflows, server_subflows)
     if len(routable) > extra:
@@ -373,23 +354,22 @@ def expected_subflows(topology: Topology, flow_name: str) -> tuple[list[Candidat
     return [initial] + candidates, 1 + extra, reasoning
 
 
-def _addresses_of(topology: Topology, node: str, interface: str) -> list[str]:
-    return next((link.end(node).addresses for link in topology.links_of(node)
-                 if link.end(node).interface == interface), [])
-
-
 def _userspace_reasoning(topology: Topology, node: str, role: str) -> list[str]:
     """What the userspace path manager on ``node`` will do, in place of the endpoint rules."""
     mptcp = topology.nodes[node].mptcp
     lines = [f"{node} ({role}) uses the userspace path manager: the kernel follows no endpoints or limits "
              "there; a daemon decides which addresses to announce and which subflows to open"]
+    if role == "server":
+        lines.append(f"{node} accepts the peer's joins while a process listens to the kernel's MPTCP events "
+                     "(mptcpd, or the node's monitor); the peer's kernel path manager opens them")
     if not mptcp.uses_mptcpd:
         lines.append(f"{node} runs no mptcpd ('mptcpd: false'): nothing announces addresses or opens subflows "
                      "unless you drive the path manager yourself")
     elif mptcp.mptcpd_plugin == "sspi":
-        lines.append(f"mptcpd's sspi plugin on {node}: on each new connection it announces (ADD_ADDR) the addresses "
-                     f"of {node}'s other interfaces, one subflow per interface; the peer's kernel path manager "
-                     "opens a subflow to each address it accepts (its add_addr_accepted limit)")
+        lines.append(f"mptcpd's sspi plugin on {node}: on each new connection it means to announce (ADD_ADDR) the "
+                     f"addresses of {node}'s other interfaces, but mptcpd 0.13 (the image's) sends them with the "
+                     "placeholder address id 0, which its library refuses: nothing is announced, and sspi closes "
+                     f"a joining subflow on an interface of {node} that already carries the connection")
     else:
         lines.append(f"mptcpd's {mptcp.mptcpd_plugin} plugin on {node} adds its addresses to the kernel path "
                      "manager's endpoints, which the userspace path manager does not follow: expect no "
