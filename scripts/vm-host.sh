@@ -23,7 +23,7 @@
 #   MPTCPDOCK_VM_ACCEL    kvm or tcg: skip the KVM probe (by default a short probe boot decides,
 #                         once per host kernel and QEMU version; a /dev/kvm that opens but hangs
 #                         guests falls back to tcg)
-#   MPTCPDOCK_VM_MEM      guest memory (default 4G); MPTCPDOCK_VM_CPUS: vCPUs (default 2)
+#   MPTCPDOCK_VM_MEM      guest memory (default 4G); MPTCPDOCK_VM_CPUS: vCPUs (default 2, 1 on a 1-core host)
 #   MPTCPDOCK_VM_TIMEOUT  seconds to wait for the engine after boot (default 300)
 #   MPTCPDOCK_VM_MIRROR   Debian mirror for debootstrap (default: the one in the host's apt sources)
 #
@@ -47,13 +47,13 @@ MARKER=mptcpdock-vm-host          # QEMU's -name: stop and status only touch a Q
 GUEST_INIT=/usr/local/sbin/mptcpdock-init
 GUEST_DOCKER_PORT=2375
 MEM="${MPTCPDOCK_VM_MEM:-4G}"
-CPUS="${MPTCPDOCK_VM_CPUS:-2}"
+CPUS="${MPTCPDOCK_VM_CPUS:-$(( $(nproc) >= 2 ? 2 : 1 ))}"
 TIMEOUT="${MPTCPDOCK_VM_TIMEOUT:-300}"
 
 # The recipe: any change here (or in the guest files below) changes the hash, so `start` rebuilds.
-RECIPE_VERSION=2
+RECIPE_VERSION=3
 SUITE=trixie
-INCLUDE=linux-image-cloud-amd64,docker.io,iproute2,kmod,procps,iptables,ca-certificates,initramfs-tools,udev
+INCLUDE=linux-image-cloud-amd64,docker.io,iproute2,kmod,procps,iptables,ca-certificates,initramfs-tools,udev,iputils-ping
 IMAGE_SIZE=6G
 INITRD_MODULES=virtio_blk   # all the initrd needs: the cloud kernel has virtio_pci and ext4 built in
 
@@ -117,6 +117,18 @@ load_modules() {
 load_modules bridge br_netfilter veth overlay nf_tables nft_compat nft_chain_nat nf_nat \
     nf_conntrack xt_conntrack xt_MASQUERADE xt_addrtype ip_tables iptable_nat iptable_filter \
     ip6_tables ip6table_nat ip6table_filter
+# Frames crossing a lab's bridges skip iptables: a lab link is a point-to-point bridge with no
+# host address, nothing on it needs filtering, and under software emulation every netfilter
+# hook (and conntrack) on every frame at every bridge costs emulated CPU. Docker's isolation
+# between networks is routed (layer 3), which this does not touch.
+sysctl -qw net.bridge.bridge-nf-call-iptables=0 net.bridge.bridge-nf-call-ip6tables=0 \
+    net.bridge.bridge-nf-call-arptables=0 || say "could not turn bridge netfilter off"
+# Hold the kernel's timestamp static key on for good. Under multi-threaded TCG a guest with
+# 2 vCPUs dies ("Oops: int3", then a panic) when the kernel patches a static key while the
+# other vCPU runs the patched code; ping turns the timestamp key on at start and off at exit
+# (a loop of `ping -c1` beside an iperf3 flow panicked 2 vCPUs within a minute, every time).
+# With one holder alive the key never changes: the same loop ran 300 pings without a fault.
+ping -q -i 3600 127.0.0.1 > /dev/null 2>&1 &
 
 mkdir -p /var/log
 # The host reaches this only through QEMU's forward on its 127.0.0.1; --tls=false says so
