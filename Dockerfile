@@ -5,15 +5,15 @@
 # Build (from debian:bookworm-slim, which must be pullable or present; `mptcpdock image
 # build --create-base always` makes it locally with debootstrap):
 #
-#   docker build -t mptcpdock/mptcpdock:0.2.0 .
+#   docker build -t mptcpdock/mptcpdock:0.2.1 .
 #   # behind a TLS-intercepting proxy, let pip trust its CA:
-#   docker build -t mptcpdock/mptcpdock:0.2.0 \
+#   docker build -t mptcpdock/mptcpdock:0.2.1 \
 #       --build-arg EXTRA_CA_CERTS="$(cat /usr/local/share/ca-certificates/*.crt)" .
 #
 # Use: mount the Docker socket, a place for the lab state, and your working directory:
 #
 #   alias mptcpdock='docker run --rm -i -v /var/run/docker.sock:/var/run/docker.sock \
-#       -v mptcpdock-state:/state -v "$PWD:/work" -w /work mptcpdock/mptcpdock:0.2.0'
+#       -v mptcpdock-state:/state -v "$PWD:/work" -w /work mptcpdock/mptcpdock:0.2.1'
 #   mptcpdock up topologies/mptcp-default-configuration.yaml --allow-no-impairments
 #   mptcpdock status
 #   mptcpdock exec h1 ping -c3 192.168.11.2
@@ -68,7 +68,7 @@ RUN /opt/mptcpdock/venv/bin/pip install --no-deps . \
  && /opt/mptcpdock/venv/bin/mptcpdock --version \
  && /opt/mptcpdock/venv/bin/mptcpdock image build --dry-run
 
-ARG MPTCPDOCK_VERSION=0.2.0
+ARG MPTCPDOCK_VERSION=0.2.1
 LABEL org.opencontainers.image.title="mptcpdock controller" \
       org.opencontainers.image.version="${MPTCPDOCK_VERSION}" \
       org.opencontainers.image.base.name="${BASE_IMAGE}" \

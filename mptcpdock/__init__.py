@@ -21,7 +21,7 @@ import os
 from importlib.resources import files
 from pathlib import Path
 
-__version__ = "0.2.0"
+__version__ = "0.2.1"
 
 #: The node image every node runs unless its topology names another; MPTCPDOCK_NODE_IMAGE
 #: overrides it (e.g. a private tag while developing a new image: tests honour it too).

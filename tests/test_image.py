@@ -89,6 +89,8 @@ TOOL_CHECKS = [
     (("iptables", "-S"), "-P INPUT"),
     (("/usr/libexec/mptcpd", "--version"), "mptcpd 0.13"),
     (("ls", "/usr/lib/x86_64-linux-gnu/mptcpd"), "sspi.so"),
+    (("ls", "/usr/lib/x86_64-linux-gnu/mptcpd"), "mesh.so"),  # mptcpdock's plugin, from the build stage
+    (("cat", "/usr/share/mptcpdock/mesh-plugin"), "libmptcpd3-dev 0.13"),
     (("cat", im.INSTALLED_FILE), "iproute2 6.15"),
 ]
 
@@ -97,6 +99,15 @@ def test_iproute2_is_6_15_or_later(node: Container) -> None:
     """trixie's iproute2: ss -M byte counters (6.5+), the path manager and scheduler knobs."""
     version = run_in(node, "ip", "-V").split("iproute2-")[1].split(",")[0]
     assert tuple(int(part) for part in version.split(".")[:2]) >= (6, 15), version
+
+
+def test_the_mesh_plugin_came_without_its_build_tools(node_image: Image, node: Container) -> None:
+    """The plugin is compiled in the first stage: no compiler or headers reach the node image."""
+    assert node_image.labels["io.mptcpdock.mptcpd-plugin.mesh"].startswith("images/node/mesh/mesh.c")
+    found = node.exec_run(["sh", "-c", "command -v gcc cc; ls /usr/include/mptcpd /usr/include/ell"])
+    output = found.output.decode()
+    assert "bin/" not in output and output.count("No such file") == 2 and found.exit_code != 0, output
+    assert node_image.attrs["Size"] < 110e6, node_image.attrs["Size"]
 
 
 def test_an_outdated_layout_is_rebuilt_not_used(client: DockerClient, node_image: Image) -> None:

@@ -151,6 +151,44 @@ flows:
     assert make_checklist(validate(load(routed.replace("PLUGIN", "addr_adv"), tmp_path))).flows[0].expected_subflows == 2
 
 
+
+MESH = """name: t11m
+routing: auto
+nodes:
+  h1: {mptcp: CLIENT}
+  r1: {kind: router}
+  h2: {mptcp: SERVER}
+links:
+  - {endpoints: [h1, r1]}
+  - {endpoints: [h1, r1]}
+  - {endpoints: [h1, r1]}
+  - {endpoints: [r1, h2]}
+  - {endpoints: [r1, h2]}
+flows:
+  - {src: h1, dst: h2}
+"""
+
+
+def test_the_checklist_expects_what_the_mesh_plugin_does(tmp_path):
+    """mptcpdock's mesh plugin: a client opens one subflow from each of its other addresses, up
+    to its subflows limit; a server announces its other addresses, which a kernel path manager
+    client joins (add_addr_accepted) and a userspace one leaves alone."""
+    def item(client: str, server: str):
+        text = MESH.replace("CLIENT", client).replace("SERVER", server)
+        return make_checklist(validate(load(text, tmp_path))).flows[0]
+    both = item("{path_manager: userspace, mptcpd: mesh}", "{path_manager: userspace, mptcpd: mesh}")
+    assert both.expected_subflows == 3  # h1's two other addresses (the default subflows limit is 2)
+    assert any("mesh plugin on h1 (client)" in line for line in both.reasoning)
+    assert any("mesh plugin on h2 (server)" in line for line in both.reasoning)
+    assert any("opens no subflow to it" in line for line in both.reasoning)  # h2's ADD_ADDR, to a userspace h1
+    limited = item("{path_manager: userspace, mptcpd: mesh, limits: {subflows: 1}}",
+                   "{path_manager: userspace, mptcpd: mesh}")
+    assert limited.expected_subflows == 2
+    kernel_client = item("{limits: {subflows: 2, add_addr_accepted: 1}}", "{path_manager: userspace, mptcpd: mesh}")
+    assert kernel_client.expected_subflows == 2  # one join to h2's announced second address
+    assert any("ADD_ADDR of eth1" in c.origin for c in kernel_client.candidates)
+
+
 # -- the probe decides what the kernel and the image offer -------------------------------------------
 
 def up_error(text: str, tmp_path: Path, probe: KernelProbe) -> str:

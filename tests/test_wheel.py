@@ -108,7 +108,7 @@ def test_image_build_plans_from_the_packaged_context(installed: dict) -> None:
     assert document["schema"] == 1 and document["built"] is False
     assert document["context"].startswith(str(installed["venv"])), document["context"]
     assert document["context"].endswith("mptcpdock/_bundled/images/node")
-    assert document["files"] == ["Dockerfile", "bookworm.args", "install-packages.sh"]
+    assert document["files"] == ["Dockerfile", "bookworm.args", "install-packages.sh", "mesh/mesh.c"]
     assert Path(document["context"], "Dockerfile").read_text() == (ROOT / "images/node/Dockerfile").read_text()
 
 

@@ -286,9 +286,12 @@ def expected_subflows(topology: Topology, flow_name: str) -> tuple[list[Candidat
     client_subflows, client_accepts = _limits(topology, client)
     server_subflows, _ = _limits(topology, server)
     client_pm, server_pm = topology.nodes[client].mptcp, topology.nodes[server].mptcp
+    client_mesh = client_pm.uses_mptcpd and client_pm.mptcpd_plugin == "mesh"
+    server_mesh = server_pm.uses_mptcpd and server_pm.mptcpd_plugin == "mesh"
     if client_pm.path_manager == "userspace":
         reasoning += _userspace_reasoning(topology, client, "client")
-        client_subflows = 0  # the kernel opens nothing by itself; mptcpd's plugin decides
+        # the kernel opens nothing by itself; mptcpd's plugin decides (mesh: up to the subflows limit)
+        client_subflows = client_subflows if client_mesh else 0
     else:
         reasoning.append(f"limits: {client} opens up to {client_subflows} additional subflow(s) and accepts "
                          f"{client_accepts} ADD_ADDR; {server} accepts up to {server_subflows} join(s)")
@@ -301,6 +304,8 @@ def expected_subflows(topology: Topology, flow_name: str) -> tuple[list[Candidat
     endpoints = [] if client_pm.path_manager == "userspace" else topology.nodes[client].mptcp.endpoints
     fullmesh = [ep for ep in endpoints if "fullmesh" in ep.flags]
     announced: list[tuple[str, str]] = []  # (address, interface) the server signals
+    if server_mesh:  # mptcpdock's plugin announces the server's other addresses, up to its subflows limit
+        announced = _other_addresses(topology, server, remote0)[:_limits(topology, server)[0]]
     for ep in topology.nodes[server].mptcp.endpoints if server_pm.path_manager != "userspace" else []:
         if "signal" not in ep.flags:
             continue
@@ -313,10 +318,16 @@ def expected_subflows(topology: Topology, flow_name: str) -> tuple[list[Candidat
                              f"address the IPv4 connection to {remote0} cannot use")
         else:
             announced.append((address, ep.interface))
-    accepted = announced[:client_accepts]
-    for address, interface in announced[client_accepts:]:
-        reasoning.append(f"{server} announces {address} ({interface}) but {client} accepts only "
-                         f"{client_accepts} ADD_ADDR (limits add_addr_accepted)")
+    if client_pm.path_manager == "userspace":
+        for address, interface in announced:
+            reasoning.append(f"{server} announces {address} ({interface}); {client}'s userspace path manager "
+                             "opens no subflow to it (its mptcpd plugin does not follow ADD_ADDRs)")
+        accepted = []
+    else:
+        accepted = announced[:client_accepts]
+        for address, interface in announced[client_accepts:]:
+            reasoning.append(f"{server} announces {address} ({interface}) but {client} accepts only "
+                             f"{client_accepts} ADD_ADDR (limits add_addr_accepted)")
     known_remotes = [remote0] + [address for address, _ in accepted]
 
     candidates: list[CandidateSubflow] = []
@@ -336,6 +347,10 @@ def expected_subflows(topology: Topology, flow_name: str) -> tuple[list[Candidat
             if (address, remote) != (local0, remote0):
                 candidates.append(_assess(topology, client, server, address, remote,
                                           f"{kind} {ep.interface}", ep.interface))
+    if client_mesh:
+        for address, interface in _other_addresses(topology, client, local0):
+            candidates.append(_assess(topology, client, server, address, remote0,
+                                      f"mesh subflow from {interface}", None))
     if not fullmesh:
         for address, interface in accepted:
             route = lookup_route(topology, client, address)
@@ -354,6 +369,20 @@ def expected_subflows(topology: Topology, flow_name: str) -> tuple[list[Candidat
     return [initial] + candidates, 1 + extra, reasoning
 
 
+def _other_addresses(topology: Topology, node: str, address0: str) -> list[tuple[str, str]]:
+    """(address, interface) of ``node``'s addresses of ``address0``'s family on its other
+    interfaces, in interface order: what the mesh plugin announces or opens subflows from."""
+    own = owner_interface(topology, node, address0)
+    out: list[tuple[str, str]] = []
+    for link in topology.links_of(node):
+        end = link.end(node)
+        if end.interface == own:
+            continue
+        out += [(address, end.interface or "") for address in end.addresses
+                if families_match(address0, address, address)]
+    return out
+
+
 def _userspace_reasoning(topology: Topology, node: str, role: str) -> list[str]:
     """What the userspace path manager on ``node`` will do, in place of the endpoint rules."""
     mptcp = topology.nodes[node].mptcp
@@ -370,6 +399,17 @@ def _userspace_reasoning(topology: Topology, node: str, role: str) -> list[str]:
                      f"addresses of {node}'s other interfaces, but mptcpd 0.13 (the image's) sends them with the "
                      "placeholder address id 0, which its library refuses: nothing is announced, and sspi closes "
                      f"a joining subflow on an interface of {node} that already carries the connection")
+    elif mptcp.mptcpd_plugin == "mesh":
+        subflows, _ = _limits(topology, node)
+        if role == "server":
+            lines.append(f"mptcpdock's mesh plugin on {node} (server): on each new connection it announces "
+                         f"(ADD_ADDR, with ids it allocates) the addresses of {node}'s other interfaces of the "
+                         f"connection's family, up to {subflows} (its subflows limit); the peer's kernel path "
+                         "manager opens a subflow to each it accepts (its add_addr_accepted limit)")
+        else:
+            lines.append(f"mptcpdock's mesh plugin on {node} (client): on each new connection it opens one "
+                         f"subflow from each address of {node}'s other interfaces of the connection's family to "
+                         f"the server's address, up to {subflows} (its subflows limit)")
     else:
         lines.append(f"mptcpd's {mptcp.mptcpd_plugin} plugin on {node} adds its addresses to the kernel path "
                      "manager's endpoints, which the userspace path manager does not follow: expect no "

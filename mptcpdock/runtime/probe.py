@@ -116,7 +116,7 @@ class KernelProbe:
     endpoint_flags: dict[str, str] = field(default_factory=dict)
     endpoint_port: bool = False  # a signal endpoint with its own port (listening socket)
     mptcpd: str = "missing"  # 'mptcpd --version' of the image, or "missing"
-    mptcpd_plugins: tuple[str, ...] = ()  # the image's mptcpd plugins (sspi, addr_adv)
+    mptcpd_plugins: tuple[str, ...] = ()  # the image's mptcpd plugins (sspi, addr_adv, mesh)
     ipv6: bool = True
 
     @property

@@ -21,9 +21,12 @@ EndpointFlag = Literal["signal", "subflow", "backup", "fullmesh", "laminar"]
 #: the image's iproute2 have it (laminar: kernel 6.18).
 ENDPOINT_FLAGS: tuple[str, ...] = ("signal", "subflow", "backup", "fullmesh", "laminar")
 PATH_MANAGERS: tuple[str, ...] = ("kernel", "userspace")
-#: mptcpd plugins of the node image (mptcpd-plugins): sspi opens one subflow per interface of
-#: each new connection; addr_adv announces the node's addresses (ADD_ADDR).
-MPTCPD_PLUGINS: tuple[str, ...] = ("sspi", "addr_adv")
+#: mptcpd plugins of the node image: Debian's mptcpd-plugins (sspi: meant to announce one
+#: address per other interface, but 0.13 announces nothing, see docs/topology.md; addr_adv: adds
+#: in-kernel endpoints, which the userspace path manager ignores) and mptcpdock's own mesh
+#: (images/node/mesh/mesh.c: a server announces its other addresses, a client opens a subflow
+#: from each of its other addresses, up to the node's subflows limit).
+MPTCPD_PLUGINS: tuple[str, ...] = ("sspi", "addr_adv", "mesh")
 PROTOCOLS: tuple[str, ...] = ("mptcp", "tcp", "udp")
 TOOLS: tuple[str, ...] = ("iperf3", "command")
 #: What a link carries: IPv4 only (the default), IPv6 only, or both (dual stack).
