@@ -69,7 +69,7 @@ def test_examples_and_image_build_dry_run_json() -> None:
     examples = document("examples")
     assert {"ex1", "ex2", "ex3", "ex3auto"} <= {item["name"] for item in examples["topologies"]}
     planned = document("image", "build", "--dry-run")
-    assert planned["built"] is False and planned["files"] == ["Dockerfile", "bookworm.args", "install-packages.sh"]
+    assert planned["built"] is False and planned["files"] == ["Dockerfile", "bookworm.args", "install-packages.sh", "mesh/mesh.c"]
     assert planned["buildargs"]["SUITE"] == "trixie"
     assert Path(planned["context"]) == ROOT / "images" / "node"
 
