@@ -334,3 +334,30 @@ def test_plan_command_prints_the_placement(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "1 of 4 links cross engines; 1 overlay networks, 3 bridges" in result.output
     assert "ip link set dev etr2a mtu 1450" in result.output
+
+
+def test_status_counts_a_split_labs_nodes_per_engine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from mptcpdock.runtime import apply, docker_api, lab as lab_api, state as state_mod
+    from mptcpdock.runtime.engine import EngineIdentity
+    monkeypatch.setenv("MPTCPDOCK_STATE_DIR", str(tmp_path))
+    topology = validate(ex1(TWO, h2="vm", r2="vm"))
+    where = apply.lab_engines(make_plan(topology))
+    nodes = {name: state_mod.NodeState(container=f"ex1-{name}", container_id=name, interfaces={},
+                                       engine=topology.nodes[name].engine) for name in topology.nodes}
+    state_mod.save_state(state_mod.new_state(topology, image={}, probe={}, impairments_dropped=True,
+                                             dropped_links=["h1-r1"], nodes=nodes, networks={},
+                                             engines=apply.LabEngines(where.engines, where.specs, "local").record()))
+    up, down = {"State": "running", "Labels": {"io.mptcpdock.lab": "ex1"}}, {"State": "exited", "Labels": {}}
+    running = {None: [up, up], VM: [up, down]}
+
+    def lab_containers(lab=None):
+        current = docker_api.current()
+        return running[None if current is None else current.host]
+
+    monkeypatch.setattr(docker_api, "lab_containers", lab_containers)
+    monkeypatch.setattr(docker_api, "lab_networks", lambda lab=None: [])
+    monkeypatch.setattr(docker_api, "engine_identity", lambda: EngineIdentity("ID-1", "default", "local", "1.41"))
+    [row] = lab_api.status_rows()
+    assert row[0] == "ex1" and row[4] == 3
+    assert row[5] == "impairments dropped; engines local 2/2, vm 1/2"
+    assert lab_api.running_containers(state_mod.load_state("ex1")) == 3

@@ -613,7 +613,11 @@ def _check_still_running(lab: str) -> None:
 
 def _check_no_way_out(lab: str, container_ids: dict[str, str]) -> None:
     """Overlays are internal, so Docker attaches no docker_gwbridge; should an engine do it
-    anyway, the lab would have a route out of the host: stop (and roll back) instead."""
+    anyway, the lab would have a route out of the host: detach those nodes from it, and stop
+    (rolling back) if any is still attached."""
+    outside = docker_api.gwbridge_containers()
+    for cid in (cid for cid in container_ids.values() if cid in outside):
+        docker_api.disconnect_gwbridge(cid)
     outside = docker_api.gwbridge_containers()
     attached = sorted(name for name, cid in container_ids.items() if cid in outside)
     if attached:

@@ -564,3 +564,11 @@ def gwbridge_containers() -> set[str]:
     except NotFound:
         return set()
     return set((network.get("Containers") or {}).keys())
+
+
+def disconnect_gwbridge(cid: str) -> None:
+    """Take a container off docker_gwbridge (its way out of the host), if it is on it."""
+    try:
+        _api(cid).disconnect_container_from_network(cid, GWBRIDGE, force=True)
+    except NotFound:
+        pass
