@@ -24,17 +24,6 @@ def init(advertise: str) -> None:
         out.print(line)
 
 
-@swarm.command("readdress")
-@click.argument("address")
-def readdress(address: str) -> None:
-    """Move this one-manager swarm to ADDRESS (e.g. from 127.0.0.1 to the VM's swarm link and back),
-    keeping its networks: 'docker swarm init --force-new-cluster' with the new addresses."""
-    before = swarm_api.readdress(address)
-    out.print(f"swarm moved from {before or '?'} to {address}" if before != address else "already there; nothing changed")
-    for line in swarm_api.status().lines():
-        out.print(line)
-
-
 @swarm.command("token")
 def token() -> None:
     """Print the worker join token of this engine's swarm (for 'swarm join' on another engine)."""

@@ -553,7 +553,12 @@ def _up(plan: Plan, trace: Trace, timings: dict[str, float], start: float, allow
             renames[by_future[future]] = future.result()
             progress(Step("nodes", done, len(by_future), "configured"))
         timings["configure"] = elapsed()
-        _check_still_running(lab)
+        for target in where.engines.values():
+            on(target, _check_still_running)(lab)
+        crossing = [link for link in plan.links if link.driver == "overlay" and where.multi and link.crosses]
+        if crossing:
+            _pin_overlay_neighbours(lab, crossing, networks, {name: (where.engines[node_engine[name]], cid)
+                                                             for name, cid in container_ids.items()}, trace)
         if any(link.driver == "overlay" for link in plan.links):
             for engine_name, target in where.engines.items():
                 on(target, _check_no_way_out)(lab, {name: cid for name, cid in container_ids.items()
@@ -609,6 +614,35 @@ def _check_still_running(lab: str) -> None:
         listed = ", ".join(f"{name} ({status})" for name, status in sorted(stopped.items()))
         raise RuntimeFailure(f"containers of lab {lab!r} stopped while it came up: {listed} (fix: run up "
                              "again; if it recurs, the engine's log and its free memory say why)")
+
+
+def _pin_overlay_neighbours(lab: str, links: list[LinkPlan], networks: dict[str, str],
+                            containers: dict[str, tuple[Engine | None, str]], trace: Trace) -> None:
+    """Each end of an overlay between engines gets its peer's link address as a permanent
+    neighbour (the peer's MAC on the overlay). Docker's VXLAN device answers ARP only for the
+    addresses its IPAM gave (the carrier ones) and floods nothing, so ARP for the lab's own
+    addresses never crosses to the other engine (one engine is one bridge, where ARP works)."""
+    def mac(node: str, network: str) -> str:
+        target, cid = containers[node]
+        with docker_api.using(target):
+            return docker_api.container_mac(cid, network)
+
+    def pin(item: tuple[LinkPlan, str]) -> None:
+        link, end = item
+        peer = link.b_node if end == link.a_node else link.a_node
+        interface, peer_address = ((link.a_interface, link.b_address) if end == link.a_node
+                                   else (link.b_interface, link.a_address))
+        argv = ["ip", "neigh", "replace", peer_address, "lladdr", mac(peer, networks[link.name]), "dev", interface,
+                "nud", "permanent"]
+        target, cid = containers[end]
+        with docker_api.using(target):
+            result = docker_api.run_exec(cid, argv)
+        trace.node(end, container_name(lab, end), argv, comment=f"{link.name} crosses engines: its peer's MAC, pinned")
+        if result.exit_code != 0:
+            raise RuntimeFailure(f"pinning {peer}'s address on {end}:{interface} (link {link.name!r}) failed: "
+                                 f"{(result.stderr or result.stdout).strip()}")
+
+    parallel(pin, [(link, end) for link in links for end in (link.a_node, link.b_node)], NETWORK_WORKERS)
 
 
 def _check_no_way_out(lab: str, container_ids: dict[str, str]) -> None:

@@ -572,3 +572,11 @@ def disconnect_gwbridge(cid: str) -> None:
         _api(cid).disconnect_container_from_network(cid, GWBRIDGE, force=True)
     except NotFound:
         pass
+
+
+def container_mac(cid: str, network: str) -> str:
+    """The MAC address of a container's interface on ``network`` (by name)."""
+    networks = (_api(cid).inspect_container(cid).get("NetworkSettings") or {}).get("Networks") or {}
+    if network not in networks or not networks[network].get("MacAddress"):
+        raise RuntimeFailure(f"container {cid[:12]} has no MAC address on network {network!r}")
+    return str(networks[network]["MacAddress"])

@@ -73,27 +73,6 @@ def init(advertise: str = LOOPBACK) -> bool:
     return True
 
 
-def readdress(advertise: str) -> str:
-    """Move this engine's one-manager swarm to ``advertise`` (every swarm socket bound to it),
-    keeping the swarm (its ID, networks and nodes' records): ``docker swarm init
-    --force-new-cluster`` with the new addresses. Returns the address it had. For a manager
-    made on loopback that must now take a worker over a private link, and back again."""
-    info = docker_api.engine_info().get("Swarm") or {}
-    if docker_api.swarm_role() != "manager":
-        raise RuntimeFailure(f"the engine at {docker_api.engine().describe()} is not a swarm manager "
-                             "(fix: 'mptcpdock swarm init --advertise ADDR')")
-    before = str(info.get("NodeAddr") or "")
-    if before == advertise:
-        return before
-    try:
-        docker_api.client().swarm.init(advertise_addr=advertise, listen_addr=f"{advertise}:{CONTROL_PORT}",
-                                       data_path_addr=advertise, force_new_cluster=True)
-    except APIError as exc:
-        raise RuntimeFailure(f"moving the swarm of {docker_api.engine().describe()} to {advertise} failed: "
-                             f"{docker_api.first_line(exc)}") from exc
-    return before
-
-
 def node_id() -> str:
     return str((docker_api.engine_info().get("Swarm") or {}).get("NodeID") or "")
 
