@@ -25,8 +25,15 @@ Usage::
 ``--overlays`` (issue 14) measures every topology twice: as bridges, and with every link an
 attachable swarm overlay (``overlays: all``) on a one-node swarm of this engine (made for the
 run when the engine is in no swarm, and left again afterwards); the table then has the
-per-link cost of an overlay over a bridge, for up and for down. Splitting a lab across two
-engines waits for the multi-engine runtime (docs/multi-host.md).
+per-link cost of an overlay over a bridge, for up and for down.
+
+``--engines NAME[=URL] NAME=URL`` (issue 14) splits every topology across those engines
+(``placement: auto``: balanced, one crossing link for a chain; a NAME without URL is the engine
+the environment reaches), which must already be one swarm (docs/multi-host.md); the floor is
+then the same objects created per engine in parallel, overlays on the manager. With
+``--overlays`` the split lab is measured again with every link an overlay.
+
+    python benchmarks/bringup.py --no-seeds --sizes 16 --engines local=unix:///var/run/docker.sock vm
 
 Lab names start with ``bench-``; every object is labelled, so an interrupted run is
 cleaned up by ``mptcpdock down bench-...`` (the script also removes its leftovers first).
@@ -52,7 +59,8 @@ sys.path.insert(0, str(ROOT))
 
 from mptcpdock.runtime import docker_api, lab as lab_api, apply, swarm  # noqa: E402
 from mptcpdock.topology.loader import load_topology  # noqa: E402
-from mptcpdock.topology.model import Endpoint, Link, LinkEnd, Mptcp, Node, Route, Shaping, Topology  # noqa: E402
+from mptcpdock.topology.model import (EngineSpec, Endpoint, Link, LinkEnd, Mptcp, Node, Route, Shaping,  # noqa: E402
+                                      Topology)
 from mptcpdock.plan.commands import Plan  # noqa: E402
 
 SEEDS = ("mptcp-default-configuration.yaml", "mptcp-helper.yaml", "mptcp-mega-dumbbell.yaml")
@@ -111,20 +119,27 @@ def floor_up(plan: Plan, lab: str) -> float:
     """Create and start the plan's networks and containers, configuring nothing.
 
     Scheduled as ``up`` schedules them (networks in NETWORK_WORKERS threads, each container
-    created and started in one of WORKERS threads as soon as its own networks exist), so
-    the ratio up/floor is the price of everything ``up`` adds: the kernel probe, the
+    created and started in one of WORKERS threads as soon as its own networks exist; on
+    several engines, such pools per engine and the overlays on the swarm manager), so the
+    ratio up/floor is the price of everything ``up`` adds: the kernel probe, the
     configuration execs, the checks and the state file.
     """
     start = time.perf_counter()
-    carriers = docker_api.CarrierAllocator()
+    where = apply.locate(plan)
+    node_engine, link_engine = apply.split(plan, where)
+    carriers = {name: apply.on(where.engines[name], docker_api.CarrierAllocator)() for name in set(link_engine.values())}
     links = {link.name: link for link in plan.links}
     labels = lambda role, **extra: {docker_api.LABEL_LAB: lab, docker_api.LABEL_ROLE: role, **extra}  # noqa: E731
 
     def network(link) -> ipaddress.IPv4Network:
-        return apply.create_link_network(lab, link.name, carriers, link.driver)[1]
+        engine = link_engine[link.name]
+        return apply.on(where.engines[engine], apply.create_link_network)(lab, link.name, carriers[engine],
+                                                                           link.driver)[1]
 
-    with ThreadPoolExecutor(apply.NETWORK_WORKERS) as network_pool, ThreadPoolExecutor(apply.WORKERS) as node_pool:
-        networks = {link.name: network_pool.submit(network, link) for link in plan.links}
+    network_pools = {name: ThreadPoolExecutor(apply.NETWORK_WORKERS) for name in where.engines}
+    node_pools = {name: ThreadPoolExecutor(apply.WORKERS) for name in where.engines}
+    try:
+        networks = {link.name: network_pools[link_engine[link.name]].submit(network, link) for link in plan.links}
 
         def create(node) -> None:
             attachments = [(apply.network_name(lab, i.link),
@@ -136,18 +151,28 @@ def floor_up(plan: Plan, lab: str) -> float:
                 sysctls=node.sysctls, privileged=node.privileged, networks=attachments)
             docker_api.start_container(cid)
 
-        futures = [node_pool.submit(create, node) for node in apply._creation_order(plan)]
+        futures = [node_pools[node_engine[node.name]].submit(apply.on(where.engines[node_engine[node.name]], create),
+                                                             node)
+                   for node in apply._creation_order(plan)]
         for future in futures + list(networks.values()):
             future.result()
+    finally:
+        for pool in [*network_pools.values(), *node_pools.values()]:
+            pool.shutdown(wait=True)
     return time.perf_counter() - start
 
 
-def floor_down(lab: str) -> float:
-    """Remove the floor's objects the way ``down`` does (containers, then networks)."""
+def floor_down(lab: str, plan: Plan | None = None) -> float:
+    """Remove the floor's objects the way ``down`` does (containers, then networks; on several
+    engines both per engine in parallel, the overlays on the manager)."""
     start = time.perf_counter()
+    if plan is not None and len(plan.engines) > 1:
+        where = apply.locate(plan)
+        apply.down(lab, where=where)
+        return time.perf_counter() - start
     apply.parallel(lambda c: docker_api.remove_container(c["Id"]), docker_api.lab_containers(lab), apply.WORKERS)
-    apply.parallel(lambda n: docker_api.remove_network(n["Id"]), docker_api.lab_networks(lab),
-                   apply.NETWORK_WORKERS)
+    apply.parallel(lambda n: docker_api.remove_network(n["Id"], n.get("Driver") == "overlay"),
+                   docker_api.lab_networks(lab), apply.NETWORK_WORKERS)
     return time.perf_counter() - start
 
 
@@ -188,8 +213,10 @@ def check_end_to_end(result) -> None:
         raise RuntimeError(f"{topology.name}: {hosts[0]} cannot reach {hosts[-1]} ({target}): {done.stdout[-300:]}")
 
 
-def clean(lab: str) -> None:
-    if docker_api.lab_containers(lab) or docker_api.lab_networks(lab):
+def clean(lab: str, plan: Plan | None = None) -> None:
+    if plan is not None and len(plan.engines) > 1:
+        apply.down(lab, where=apply.locate(plan))
+    elif docker_api.lab_containers(lab) or docker_api.lab_networks(lab):
         apply.down(lab)
 
 
@@ -199,8 +226,8 @@ def measure(label: str, topology: Topology, repeat: int, log) -> Row:
     topology.name = lab
     plan = lab_api.prepare(topology)
     row = Row(label, len(plan.nodes), len(plan.links))
-    clean(lab)
-    clean(floor_lab)
+    clean(lab, plan)
+    clean(floor_lab, plan)
     for attempt in range(repeat):
         # Alternate the order so that neither side always runs on a warmer engine.
         order = ("lab", "floor") if attempt % 2 == 0 else ("floor", "lab")
@@ -223,7 +250,7 @@ def measure(label: str, topology: Topology, repeat: int, log) -> Row:
                 try:
                     row.floor_up.append(floor_up(plan, floor_lab))
                 finally:
-                    row.floor_down.append(floor_down(floor_lab))
+                    row.floor_down.append(floor_down(floor_lab, plan))
         log(f"  {label}: up {row.up[-1]:.2f} s (floor {row.floor_up[-1]:.2f} s), "
             f"down {row.down[-1]:.2f} s (floor {row.floor_down[-1]:.2f} s); up phases (cumulative): "
             + ", ".join(f"{key} {value:.2f}" for key, value in row.phases.items()))
@@ -278,7 +305,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the raw numbers here")
     parser.add_argument("--overlays", action="store_true",
                         help="also measure every topology with every link a swarm overlay (one-node swarm)")
+    parser.add_argument("--engines", nargs="+", metavar="NAME[=URL]",
+                        help="split every topology across these engines (one swarm; NAME alone: the environment's)")
     args = parser.parse_args(argv)
+    if args.engines:
+        args.engine_specs = {}
+        for item in args.engines:
+            name, _, url = item.partition("=")
+            args.engine_specs[name] = EngineSpec(name, host=url or None)
+        if len(args.engine_specs) < 2:
+            parser.error("--engines needs two engines or more")
+        return _main(args)
 
     docker_api.client()
     started_swarm = swarm.init() if args.overlays and docker_api.swarm_role() == "inactive" else False
@@ -290,6 +327,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _measure_both(label: str, topology: Topology, args, log) -> list[Row]:
+    if getattr(args, "engine_specs", None):
+        topology = copy.deepcopy(topology)
+        topology.engines = dict(args.engine_specs)
+        topology.placement = "auto"
+        for node in topology.nodes.values():
+            node.engine = None
+        label += "-split"
     rows = [measure(label, topology, args.repeat, log)]
     if args.overlays:
         overlaid = copy.deepcopy(topology)

@@ -3,8 +3,12 @@
 # two tiers:
 #   1. the local tier: pytest -m "not vmhost", against the local engine;
 #   2. the VM tier: a Linux VM with a netem kernel as the Docker host (scripts/vm-host.sh start
-#      --with-image: boot, then the node image copied in over the API), then pytest -m vmhost
-#      with DOCKER_HOST pointing at it; the VM is stopped at the end, whatever happened.
+#      --with-image --swarm-link: boot, the node image copied in over the API, and the private,
+#      firewalled link over which the VM joins this machine's swarm for the labs split across
+#      both engines), then pytest -m vmhost with DOCKER_HOST pointing at it; the VM is stopped at
+#      the end (which removes the link's tap and firewall rules), whatever happened. Where a tap
+#      cannot be created (`vm-host.sh link-check`), the VM starts without the link and the
+#      split-lab tests skip with that reason (MPTCPDOCK_VM_SWARM_SKIP_REASON).
 # Extra arguments go to pytest in both tiers, e.g. `scripts/test.sh -k image -x`.
 #
 # Exit status: non-zero if either tier failed. A tier in which pytest collected no tests
@@ -100,8 +104,17 @@ else
     else
         start_t0=$SECONDS
         vm_running=1
-        start_out="$(bash scripts/vm-host.sh start --with-image)" || start_out=""
+        start_args=(--with-image --swarm-link)
+        link_skip=""
+        if link_skip="$(bash scripts/vm-host.sh link-check)"; then
+            link_skip=""
+        else
+            say "no swarm link: $link_skip (the split-lab tests will skip)"
+            start_args=(--with-image)
+        fi
+        start_out="$(bash scripts/vm-host.sh start "${start_args[@]}")" || start_out=""
         host_line="$(printf '%s\n' "$start_out" | tail -n 1)"
+        link_line="$(printf '%s\n' "$start_out" | grep '^SWARM_LINK=' | tail -n 1)" || link_line=""
         start_seconds=$((SECONDS - start_t0))
         if [[ "$host_line" != DOCKER_HOST=tcp://* ]]; then
             say "VM tier FAILED: scripts/vm-host.sh start did not end with DOCKER_HOST=tcp://... (its errors above)"
@@ -114,6 +127,7 @@ else
             status=0
             env -u DOCKER_CONTEXT -u DOCKER_TLS_VERIFY -u DOCKER_CERT_PATH \
                 DOCKER_HOST="$vm_host" MPTCPDOCK_VM_DOCKER_HOST="$vm_host" \
+                MPTCPDOCK_VM_SWARM_LINK="${link_line#SWARM_LINK=}" MPTCPDOCK_VM_SWARM_SKIP_REASON="$link_skip" \
                 "${PYTEST[@]}" --durations=12 -m vmhost tests "$@" || status=$?
             vm_status="$(tier_status "$status" "VM tier")"
             vm_note="VM start and image load ${start_seconds} s, tests $((SECONDS - tests_t0)) s"

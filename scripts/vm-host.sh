@@ -3,16 +3,23 @@
 # sch_netem and friends as modules) running dockerd, booted with QEMU and reachable only through
 # one TCP forward on 127.0.0.1. For testing on a kernel with netem, and the remote-engine path.
 #
-#   scripts/vm-host.sh start [--with-image]  build the base image once (cached), boot a throwaway
+#   scripts/vm-host.sh start [--with-image] [--swarm-link]
+#                                            build the base image once (cached), boot a throwaway
 #                                            overlay of it, wait for the engine (and copy the node
 #                                            image into it); the LAST line on stdout is
-#                                            DOCKER_HOST=tcp://127.0.0.1:PORT, all else is on stderr
+#                                            DOCKER_HOST=tcp://127.0.0.1:PORT, all else is on stderr.
+#                                            --swarm-link (root; implies --with-image): also a private,
+#                                            firewalled /30 between this machine and the VM for Docker
+#                                            swarm (see "Swarm link" below); the line before the last
+#                                            is then SWARM_LINK=HOST_ADDR,VM_ADDR
 #   scripts/vm-host.sh status                state, pid, port, accel; exit 0 if the engine answers, 3 if not
 #   scripts/vm-host.sh stop                  power the guest off; kill only the QEMU this script started
 #   scripts/vm-host.sh load-image [TAG]      copy TAG (default: the node image) from the local engine
 #                                            into the VM's, with `mptcpdock image save`/`load`; skipped
 #                                            when the VM already has the same image id
 #   scripts/vm-host.sh build                 only build the cached base image (needs root)
+#   scripts/vm-host.sh link-check            exit 0 if --swarm-link can create its tap here; else
+#                                            print why not and exit 3
 #
 #   export "$(scripts/vm-host.sh start --with-image | tail -1)"    # then mptcpdock, docker, pytest
 #
@@ -26,11 +33,24 @@
 #   MPTCPDOCK_VM_MEM      guest memory (default 4G); MPTCPDOCK_VM_CPUS: vCPUs (default 2, 1 on a 1-core host)
 #   MPTCPDOCK_VM_TIMEOUT  seconds to wait for the engine after boot (default 300)
 #   MPTCPDOCK_VM_MIRROR   Debian mirror for debootstrap (default: the one in the host's apt sources)
+#   MPTCPDOCK_VM_LINK     the swarm link's /30 as HOST_ADDR,VM_ADDR (default 10.253.0.1,10.253.0.2)
+#   MPTCPDOCK_VM_TAP      the swarm link's tap device on this machine (default mpdswarm0)
 #
 # Network: QEMU user networking with restrict=on (the guest reaches nothing outside, not even the
 # host), no IPv6, and a single hostfwd from 127.0.0.1:PORT to the guest's dockerd (tcp 2375, no
 # TLS: only this machine's loopback reaches it). The guest has no default route. The node image
 # reaches the VM over the Docker API, never through a registry.
+#
+# Swarm link (--swarm-link): swarm needs 2377/tcp worker->manager, 7946/tcp+udp and 4789/udp
+# (VXLAN) both ways, which user networking cannot carry (restrict=on: no UDP from the guest). So a
+# tap device on this machine (HOST_ADDR/30, IPv6 off) and a second virtio NIC in the guest
+# (VM_ADDR/30, configured after boot from a host-network container of the node image; no default
+# route, IPv6 off). Firewall on this machine (iptables chains MPD-SWARM-*, removed by stop):
+# nothing is forwarded to or from the tap (FORWARD and DOCKER-USER drop it); INPUT from the tap
+# accepts only VM_ADDR -> HOST_ADDR on 2377/tcp, 7946/tcp+udp, 4789/udp and replies, OUTPUT to
+# the tap only HOST_ADDR -> VM_ADDR on 7946/tcp+udp, 4789/udp and replies; VXLAN (4789/udp)
+# arriving on any other interface but lo is dropped. The VM routes only its two /24 and /30
+# subnets, so nothing it sends can leave this machine.
 #
 # Cache: base-HASH/ (the ext4 root image, sparse, read-only; the kernel and initrd from its /boot;
 # recipe and build times), named by a hash of the recipe below so that changing it rebuilds; it is
@@ -49,6 +69,11 @@ GUEST_DOCKER_PORT=2375
 MEM="${MPTCPDOCK_VM_MEM:-4G}"
 CPUS="${MPTCPDOCK_VM_CPUS:-$(( $(nproc) >= 2 ? 2 : 1 ))}"
 TIMEOUT="${MPTCPDOCK_VM_TIMEOUT:-300}"
+LINK="${MPTCPDOCK_VM_LINK:-10.253.0.1,10.253.0.2}"
+LINK_HOST="${LINK%%,*}"
+LINK_VM="${LINK#*,}"
+TAP="${MPTCPDOCK_VM_TAP:-mpdswarm0}"
+LINK_MAC=52:54:00:fd:00:02        # the guest's swarm NIC, found by this address
 
 # The recipe: any change here (or in the guest files below) changes the hash, so `start` rebuilds.
 RECIPE_VERSION=3
@@ -348,6 +373,149 @@ choose_accel() {
     echo "$verdict"
 }
 
+
+# ---------------------------------------------------------------------------------------------
+# The swarm link: a tap on this machine, a second NIC in the guest, a firewall (see the top).
+
+IPT_CHAINS=(MPD-SWARM-IN MPD-SWARM-OUT MPD-SWARM-VXLAN)
+
+# Why --swarm-link cannot work here (printed, exit 0), or exit 1 when it can.
+link_impossible() {
+    [ "$(id -u)" -eq 0 ] || { echo "the swarm link needs root (a tap device and iptables rules)"; return 0; }
+    [ -c /dev/net/tun ] || { echo "the swarm link needs /dev/net/tun (a tap device), which this machine lacks"; return 0; }
+    command -v iptables >/dev/null || { echo "the swarm link needs iptables on this machine"; return 0; }
+    local probe="mpdprobe$$" err
+    if ! err="$(ip tuntap add dev "$probe" mode tap 2>&1)"; then
+        echo "a tap device cannot be created here: ${err:-ip tuntap failed}"
+        return 0
+    fi
+    ip link del "$probe" 2>/dev/null || true
+    return 1
+}
+
+check_link_env() {
+    [[ "$LINK_HOST" =~ ^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$ && "$LINK_VM" =~ ^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$ ]] ||
+        die "MPTCPDOCK_VM_LINK must be HOST_ADDR,VM_ADDR (two IPv4 addresses of one /30), not '$LINK'"
+    python3 -c '
+import ipaddress, sys
+a, b = (ipaddress.IPv4Interface(x + "/30") for x in sys.argv[1:])
+sys.exit(0 if a.network == b.network and a.ip != b.ip and {a.ip, b.ip} <= set(a.network.hosts()) else 1)
+' "$LINK_HOST" "$LINK_VM" || die "MPTCPDOCK_VM_LINK: $LINK_HOST and $LINK_VM are not the two host addresses of one /30"
+    [[ "$TAP" =~ ^[a-zA-Z0-9_-]{1,15}$ ]] || die "MPTCPDOCK_VM_TAP must be an interface name (1-15 characters)"
+}
+
+# The jumps firewall_up inserts, one a line (iptables words after -I/-D).
+firewall_jumps() {
+    printf '%s\n' "INPUT -i $TAP -j MPD-SWARM-IN" "INPUT -p udp --dport 4789 -j MPD-SWARM-VXLAN" \
+        "OUTPUT -o $TAP -j MPD-SWARM-OUT" "FORWARD -i $TAP -j DROP" "FORWARD -o $TAP -j DROP" \
+        "DOCKER-USER -i $TAP -j DROP" "DOCKER-USER -o $TAP -j DROP"
+}
+
+# Delete every rule and chain firewall_up made (each jump as often as it is there); quiet when none.
+firewall_down() {
+    local spec chain rule
+    while read -r spec; do
+        # shellcheck disable=SC2086 # the rule's words
+        while iptables -D $spec 2>/dev/null; do :; done
+    done < <(firewall_jumps)
+    for chain in "${IPT_CHAINS[@]}"; do
+        iptables -F "$chain" 2>/dev/null || true
+        iptables -X "$chain" 2>/dev/null || true
+    done
+    if command -v ip6tables >/dev/null; then
+        for rule in "INPUT -i $TAP -j DROP" "OUTPUT -o $TAP -j DROP" "FORWARD -i $TAP -j DROP" "FORWARD -o $TAP -j DROP"; do
+            # shellcheck disable=SC2086
+            while ip6tables -D $rule 2>/dev/null; do :; done
+        done
+    fi
+}
+
+firewall_up() {
+    local chain vm="$LINK_VM" host="$LINK_HOST"
+    for chain in "${IPT_CHAINS[@]}"; do iptables -N "$chain" || return 1; done
+    iptables -A MPD-SWARM-IN -s "$vm" -d "$host" -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT &&
+    iptables -A MPD-SWARM-IN -s "$vm" -d "$host" -p tcp -m multiport --dports 2377,7946 -j ACCEPT &&
+    iptables -A MPD-SWARM-IN -s "$vm" -d "$host" -p udp -m multiport --dports 7946,4789 -j ACCEPT &&
+    iptables -A MPD-SWARM-IN -j DROP &&
+    iptables -A MPD-SWARM-OUT -s "$host" -d "$vm" -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT &&
+    iptables -A MPD-SWARM-OUT -s "$host" -d "$vm" -p tcp --dport 7946 -j ACCEPT &&
+    iptables -A MPD-SWARM-OUT -s "$host" -d "$vm" -p udp -m multiport --dports 7946,4789 -j ACCEPT &&
+    iptables -A MPD-SWARM-OUT -j DROP &&
+    iptables -A MPD-SWARM-VXLAN -i "$TAP" -j RETURN &&
+    iptables -A MPD-SWARM-VXLAN -i lo -j RETURN &&
+    iptables -A MPD-SWARM-VXLAN -j DROP &&
+    iptables -I INPUT 1 -i "$TAP" -j MPD-SWARM-IN &&
+    iptables -I INPUT 2 -p udp --dport 4789 -j MPD-SWARM-VXLAN &&
+    iptables -I OUTPUT 1 -o "$TAP" -j MPD-SWARM-OUT &&
+    iptables -I FORWARD 1 -i "$TAP" -j DROP &&
+    iptables -I FORWARD 1 -o "$TAP" -j DROP || return 1
+    # Docker puts its DOCKER-USER jump first in FORWARD whenever it (re)starts: drop there too.
+    if iptables -L DOCKER-USER -n >/dev/null 2>&1; then
+        iptables -I DOCKER-USER 1 -i "$TAP" -j DROP && iptables -I DOCKER-USER 1 -o "$TAP" -j DROP || return 1
+    fi
+    if command -v ip6tables >/dev/null; then
+        ip6tables -I INPUT 1 -i "$TAP" -j DROP 2>/dev/null || true
+        ip6tables -I OUTPUT 1 -o "$TAP" -j DROP 2>/dev/null || true
+        ip6tables -I FORWARD 1 -i "$TAP" -j DROP 2>/dev/null || true
+        ip6tables -I FORWARD 1 -o "$TAP" -j DROP 2>/dev/null || true
+    fi
+}
+
+# The firewall, then the tap (QEMU opens it by name), before QEMU starts.
+link_up() {
+    local why
+    if why="$(link_impossible)"; then die "--swarm-link: $why"; fi
+    check_link_env
+    if ip link show "$TAP" >/dev/null 2>&1; then
+        die "--swarm-link: $TAP already exists (another VM's link? MPTCPDOCK_VM_TAP names another)"
+    fi
+    printf '%s %s %s\n' "$TAP" "$LINK_HOST" "$LINK_VM" > "$RUN/swarm-link"
+    firewall_down
+    firewall_up || { link_down; die "--swarm-link: the firewall rules could not be added"; }
+    ip tuntap add dev "$TAP" mode tap || { link_down; die "--swarm-link: ip tuntap add $TAP failed"; }
+    sysctl -qw "net.ipv6.conf.$TAP.disable_ipv6=1" || true
+    ip addr add "$LINK_HOST/30" dev "$TAP" && ip link set "$TAP" up ||
+        { link_down; die "--swarm-link: addressing $TAP failed"; }
+    say "swarm link: $TAP $LINK_HOST/30 <-> the VM's $LINK_VM/30 (firewalled: swarm ports only, nothing forwarded)"
+}
+
+# Remove the tap and the rules this run made (its record: $RUN/swarm-link); nothing without one.
+link_down() {
+    [ -f "$RUN/swarm-link" ] || return 0
+    local tap host vm
+    read -r tap host vm < "$RUN/swarm-link" || true
+    TAP="${tap:-$TAP}"
+    firewall_down
+    if ip link show "$TAP" >/dev/null 2>&1; then ip link del "$TAP" || say "could not delete $TAP"; fi
+    say "swarm link: $TAP and its firewall rules removed"
+    rm -f "$RUN/swarm-link"
+}
+
+link_qemu_args() {
+    printf '%s\n' -netdev "tap,id=n1,ifname=$TAP,script=no,downscript=no" -device "virtio-net-pci,netdev=n1,mac=$LINK_MAC"
+}
+
+# In the guest: the swarm NIC (found by its MAC) gets VM_ADDR/30 and nothing else (no route
+# beyond the /30, IPv6 off), set from a host-network container of the node image: the guest's
+# init belongs to the base image's recipe, and changing it would rebuild every cached base.
+link_guest() {
+    local port="$1" tag dev routes
+    tag="$(node_image_tag)"
+    local script='set -eu
+dev=
+for d in /sys/class/net/*; do [ "$(cat "$d/address")" = "$1" ] && dev=${d##*/}; done
+[ -n "$dev" ] || { echo "no NIC with MAC $1" >&2; exit 3; }
+echo 1 > "/proc/sys/net/ipv6/conf/$dev/disable_ipv6"
+ip addr flush dev "$dev"
+ip addr add "$2/30" dev "$dev"
+ip link set "$dev" up
+echo "$dev"'
+    dev="$(vm_docker "$port" run --rm --network host --privileged "$tag" sh -c "$script" sh "$LINK_MAC" "$LINK_VM")" ||
+        die "configuring the VM's swarm NIC failed (see above)"
+    routes="$(vm_docker "$port" run --rm --network host "$tag" ip -4 route show | paste -sd ';')"
+    say "swarm link: the VM's $dev has $LINK_VM/30; the VM's routes: $routes"
+}
+
 # ---------------------------------------------------------------------------------------------
 # The running VM.
 
@@ -387,15 +555,17 @@ console_tail() { say "console log ($RUN/console.log), last lines:"; tail -n "${1
 clear_run() { rm -f "$RUN/qemu.pid" "$RUN/overlay.qcow2" "$RUN/monitor.sock" "$RUN/port" "$RUN/accel"; }
 
 boot() {
-    local accel="$1" port="$2" accel_args
+    local accel="$1" port="$2" link="${3:-0}" accel_args link_args=()
     case "$accel" in
         kvm) accel_args=(-accel kvm -cpu host) ;;
         tcg) accel_args=(-accel tcg,thread=multi -cpu max) ;;
     esac
+    [ "$link" -eq 0 ] || mapfile -t link_args < <(link_qemu_args)
     qemu-img create -q -f qcow2 -b "$BASE/rootfs.img" -F raw "$RUN/overlay.qcow2"
     : > "$RUN/console.log"
-    # -nodefaults: no NIC, serial or monitor other than these; the only NIC is restricted user
-    # networking whose only opening is the forward from the host's 127.0.0.1.
+    # -nodefaults: no NIC, serial or monitor other than these; the first NIC is restricted user
+    # networking whose only opening is the forward from the host's 127.0.0.1 (the guest's init
+    # configures the first device); with --swarm-link the second is the swarm link's tap.
     qemu-system-x86_64 -name "$MARKER" -nodefaults -no-user-config "${accel_args[@]}" \
         -m "$MEM" -smp "$CPUS" \
         -kernel "$BASE/vmlinuz" -initrd "$BASE/initrd.img" \
@@ -404,6 +574,7 @@ boot() {
         -netdev "user,id=n0,restrict=on,ipv6=off,hostfwd=tcp:127.0.0.1:$port-:$GUEST_DOCKER_PORT" \
         -device virtio-net-pci,netdev=n0 \
         -device virtio-rng-pci \
+        "${link_args[@]}" \
         -serial "file:$RUN/console.log" \
         -monitor "unix:$RUN/monitor.sock,server,nowait" \
         -display none -no-reboot \
@@ -411,6 +582,12 @@ boot() {
 }
 
 print_host_line() { echo "DOCKER_HOST=tcp://127.0.0.1:$1"; }
+
+print_link_line() {
+    local tap host vm
+    read -r tap host vm < "$RUN/swarm-link"
+    echo "SWARM_LINK=$host,$vm"
+}
 
 lock() {
     mkdir -p "$CACHE" "$RUN"
@@ -421,11 +598,12 @@ lock() {
 }
 
 cmd_start() {
-    local with_image=0 arg
+    local with_image=0 swarm_link=0 arg
     for arg in "$@"; do
         case "$arg" in
             --with-image) with_image=1 ;;
-            *) die "start: unknown option $arg (usage: start [--with-image])" ;;
+            --swarm-link) swarm_link=1 with_image=1 ;;
+            *) die "start: unknown option $arg (usage: start [--with-image] [--swarm-link])" ;;
         esac
     done
     need qemu-system-x86_64 "apt-get install qemu-system-x86 (or scripts/bootstrap.sh --vm)"
@@ -437,22 +615,30 @@ cmd_start() {
     local pid port
     if pid="$(qemu_pid)"; then
         port="$(run_port)"
-        if engine_answers "$port"; then
+        if engine_answers "$port" && { [ "$swarm_link" -eq 0 ] || [ -f "$RUN/swarm-link" ]; }; then
             say "already running (pid $pid, accel $(cat "$RUN/accel" 2>/dev/null))"
             [ "$with_image" -eq 0 ] || load_image "$port" ""
+            [ ! -f "$RUN/swarm-link" ] || print_link_line
             print_host_line "$port"
             return
         fi
-        say "QEMU $pid runs but its engine does not answer: restarting it"
+        if engine_answers "$port"; then
+            say "QEMU $pid runs without the swarm link: restarting it with one"
+        else
+            say "QEMU $pid runs but its engine does not answer: restarting it"
+        fi
         stop_qemu "$pid"
+        link_down
     elif [ -e "$RUN/qemu.pid" ]; then
         say "removing the state of a VM that is gone"
     fi
     clear_run
 
+    link_down       # a link a killed run left behind
     build_base
     local accel t0 tries=0
     accel="$(choose_accel)"
+    [ "$swarm_link" -eq 0 ] || link_up
     while :; do
         if [ -n "${MPTCPDOCK_VM_PORT:-}" ]; then
             port="$MPTCPDOCK_VM_PORT"
@@ -462,35 +648,42 @@ cmd_start() {
         fi
         say "booting ($accel, $MEM, $CPUS vCPUs, engine at 127.0.0.1:$port; console: $RUN/console.log)"
         t0=$SECONDS
-        boot "$accel" "$port" && break
+        boot "$accel" "$port" "$swarm_link" && break
         tries=$((tries + 1))
         if [ -n "${MPTCPDOCK_VM_PORT:-}" ] || [ "$tries" -ge 3 ] || ! grep -qi 'forward' "$RUN/qemu.err"; then
             cat "$RUN/qemu.err" >&2
             clear_run
+            link_down
             die "QEMU did not start (its error above)"
         fi
         say "port $port was taken meanwhile: another one"
     done
     echo "$port" > "$RUN/port"
     echo "$accel" > "$RUN/accel"
-    pid="$(qemu_pid)" || { console_tail; clear_run; die "QEMU exited right after starting"; }
+    pid="$(qemu_pid)" || { console_tail; clear_run; link_down; die "QEMU exited right after starting"; }
 
     until engine_answers "$port"; do
         if ! kill -0 "$pid" 2>/dev/null; then
             console_tail 40
             clear_run
+            link_down
             die "the VM stopped before its engine answered"
         fi
         if [ $((SECONDS - t0)) -ge "$TIMEOUT" ]; then
             console_tail 40
             stop_qemu "$pid"
             clear_run
+            link_down
             die "the VM's engine did not answer within $TIMEOUT s (MPTCPDOCK_VM_TIMEOUT); the VM was stopped"
         fi
         sleep 1
     done
     say "engine answering $((SECONDS - t0)) s after boot: $(vm_docker "$port" version -f 'Docker {{.Server.Version}}, API {{.Server.APIVersion}}' 2>/dev/null), kernel $(vm_docker "$port" info -f '{{.KernelVersion}}' 2>/dev/null)"
     [ "$with_image" -eq 0 ] || load_image "$port" ""
+    if [ "$swarm_link" -eq 1 ]; then
+        link_guest "$port"
+        print_link_line
+    fi
     print_host_line "$port"
 }
 
@@ -533,6 +726,7 @@ cmd_stop() {
         say "not running"
     fi
     clear_run
+    link_down
 }
 
 cmd_status() {
@@ -545,6 +739,7 @@ cmd_status() {
     echo "[vm-host] pid $pid, accel $(cat "$RUN/accel" 2>/dev/null), port $port, console $RUN/console.log"
     if engine_answers "$port"; then
         echo "[vm-host] running: engine answering"
+        [ ! -f "$RUN/swarm-link" ] || print_link_line
         print_host_line "$port"
         return 0
     fi
@@ -561,16 +756,19 @@ mptcpdock_cli() {
     if [ -x "$REPO/.venv/bin/mptcpdock" ]; then echo "$REPO/.venv/bin/mptcpdock"; else command -v mptcpdock; fi
 }
 
+node_image_tag() {
+    local cli
+    cli="$(mptcpdock_cli)" || die "mptcpdock not found (fix: scripts/bootstrap.sh, which makes $REPO/.venv)"
+    "$(dirname "$cli")/python" -c "$NODE_IMAGE_PY" 2>/dev/null || PYTHONPATH="$REPO" python3 -c "$NODE_IMAGE_PY" 2>/dev/null ||
+        die "cannot tell the node image's tag: pass it (load-image TAG)"
+}
+
 # Copy TAG from the local engine (DOCKER_HOST as set, unless that is the VM) into the VM's.
 load_image() {
     local port="$1" tag="$2" cli vm_host src_env=() src_id vm_id t0 t1 tarball
     vm_host="tcp://127.0.0.1:$port"
     cli="$(mptcpdock_cli)" || die "mptcpdock not found (fix: scripts/bootstrap.sh, which makes $REPO/.venv)"
-    if [ -z "$tag" ]; then
-        tag="$("$(dirname "$cli")/python" -c "$NODE_IMAGE_PY" 2>/dev/null ||
-               PYTHONPATH="$REPO" python3 -c "$NODE_IMAGE_PY" 2>/dev/null)" ||
-            die "cannot tell the node image's tag: pass it (load-image TAG)"
-    fi
+    [ -n "$tag" ] || tag="$(node_image_tag)"
     [ "${DOCKER_HOST:-}" != "$vm_host" ] || src_env=(-u DOCKER_HOST)
     src_id="$(env "${src_env[@]}" docker image inspect -f '{{.Id}}' "$tag" 2>/dev/null)" ||
         die "$tag is not on the local engine (fix: scripts/bootstrap.sh, or mptcpdock image build)"
@@ -615,6 +813,7 @@ case "${1:-}" in
     status) cmd_status ;;
     load-image) shift; cmd_load_image "$@" ;;
     build) cmd_build ;;
+    link-check) if why="$(link_impossible)"; then echo "$why"; exit 3; fi ;;
     -h|--help|help) usage ;;
     *) usage; exit 2 ;;
 esac

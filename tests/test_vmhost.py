@@ -54,7 +54,6 @@ from __future__ import annotations
 
 import math
 import re
-import threading
 import time
 from pathlib import Path
 from typing import Iterator
@@ -63,7 +62,7 @@ import pytest
 import yaml
 
 from vmhost_support import (TOPOLOGIES, Cli, PingResult, Recorder, binomial_band, flow_of, frame_time_ms, ping,
-                            results_dir_of, save_pings, summary_of, write_topology)
+                            results_dir_of, save_pings, start_killer, summary_of, write_topology)
 
 pytest_plugins = ["vmhost_support"]
 pytestmark = [pytest.mark.vmhost]
@@ -444,24 +443,8 @@ def test_a_container_killed_half_way_through_up_leaves_nothing(cli: Cli, figures
     lab = "vm-broken"
     cli.run("down", "-q", lab)
     proc = cli.popen("up", "-q", str(EX1), "--name", lab)
-    killed: list[str] = []
     started = time.monotonic()
-
-    def kill_first_running() -> None:
-        api = cli.engine.client.api
-        while proc.poll() is None and not killed:
-            nodes = {"label": [f"io.mptcpdock.lab={lab}", "io.mptcpdock.role=node"], "status": "running"}
-            for container in api.containers(filters=nodes):
-                try:
-                    api.kill(container["Id"])
-                except Exception:  # noqa: BLE001 - it may have stopped by itself meanwhile: try the next
-                    continue
-                killed.append(container["Names"][0].lstrip("/"))
-                break
-            time.sleep(0.05)
-
-    killer = threading.Thread(target=kill_first_running, daemon=True)
-    killer.start()
+    killer, killed = start_killer(cli.engine.client, lab, proc)
     try:
         out, err = proc.communicate(timeout=600)
         killer.join(timeout=30)

@@ -31,6 +31,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -248,6 +249,29 @@ class Cli:
 @pytest.fixture(scope="session")
 def cli(vm_engine: VmEngine) -> Cli:
     return Cli(vm_engine)
+
+
+def start_killer(client: docker.DockerClient, lab: str, proc: subprocess.Popen) -> tuple[threading.Thread, list[str]]:
+    """A thread that kills the first node container of ``lab`` running on ``client``'s engine
+    while ``proc`` (an ``up``) runs; the list gets the killed container's name."""
+    killed: list[str] = []
+
+    def kill_first_running() -> None:
+        api = client.api
+        while proc.poll() is None and not killed:
+            nodes = {"label": [f"{LABEL_LAB}={lab}", "io.mptcpdock.role=node"], "status": "running"}
+            for container in api.containers(filters=nodes):
+                try:
+                    api.kill(container["Id"])
+                except Exception:  # noqa: BLE001 - it may have stopped by itself meanwhile: try the next
+                    continue
+                killed.append(container["Names"][0].lstrip("/"))
+                break
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_first_running, daemon=True)
+    killer.start()
+    return killer, killed
 
 
 def write_topology(path: Path, topology: dict[str, Any]) -> Path:

@@ -47,6 +47,11 @@ def up(topology: str, name: str | None, allow_no_impairments: bool, quiet: bool,
                          f"{len(result.plan.links)} links in {result.timings['total']:.2f} s (kernel "
                          f"{result.probe.kernel}, netem {'yes' if result.probe.netem else 'no'}); trace: "
                          f"{lab_api.trace_path(model.name)}"))
+        for engine, entry in result.state.engines.items():  # a lab on several engines: each one's kernel
+            nodes = [name for name, node in result.state.nodes.items() if node.engine == engine]
+            out.print(f"  engine {engine} ({entry['identity']['host']}): {len(nodes)} nodes, kernel "
+                      f"{entry['probe']['kernel']}, netem {'yes' if entry['probe']['netem'] else 'no'}"
+                      + (", swarm manager (overlays)" if entry.get("manager") else ""))
     warn(result.state)
 
 
@@ -102,7 +107,8 @@ def exec_(lab_name: str | None, node: str, command: tuple[str, ...]) -> None:
         docker = shutil.which("docker")
         if not docker:
             raise MptcpdockError("an interactive shell needs the docker CLI; give a command instead")
-        os.execv(docker, [docker, *docker_api.engine().cli_args(), "exec", "-it", container, "bash"])
+        target = getattr(container, "engine", None) or docker_api.engine()  # the node's own engine
+        os.execv(docker, [docker, *target.cli_args(), "exec", "-it", container, "bash"])
     result = run_exec(container, list(command))
     sys.stdout.write(result.stdout)
     sys.stderr.write(result.stderr)

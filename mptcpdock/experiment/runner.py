@@ -169,10 +169,9 @@ def _lab_is_up(lab: str) -> LabState | None:
         state = lab_api.lab_state(lab)  # refuses a lab that lives on another engine
     except LabNotFound:
         return None
-    containers = docker_api.lab_containers(lab)
-    running = [c for c in containers if c.get("State") == "running"]
-    if len(running) < len(state.nodes):
-        raise LabNotFound(f"lab {lab!r} has a state file but only {len(running)} of its {len(state.nodes)} containers "
+    running = lab_api.running_containers(state)  # on every engine the lab is on
+    if running < len(state.nodes):
+        raise LabNotFound(f"lab {lab!r} has a state file but only {running} of its {len(state.nodes)} containers "
                           f"run; run 'mptcpdock down {lab}' and bring it up again")
     return state
 

@@ -5,7 +5,13 @@ parallel), then creates and starts each node's container as soon as that node's 
 exist. Each container's first command configures its node (so configuring costs no exec):
 it renames Docker's interfaces (found by address) to the planned names, removes Docker's
 carrier addresses and default route, feeds the plan's lines to ``ip -batch`` and
-``tc -batch``, reports and sleeps. Any failure removes everything the lab created."""
+``tc -batch``, reports and sleeps. Any failure removes everything the lab created.
+
+A lab on several engines (docs/multi-host.md) does the same on each at once: per engine its
+own pools, bridges and containers (each call under ``docker_api.using(engine)``), the overlays
+on the swarm manager, a kernel probe on every engine; a failure anywhere removes the lab from
+every engine, and ``down`` does so from every engine the lab's state (or, after a crash, the
+record ``up`` wrote first) names."""
 
 from __future__ import annotations
 
@@ -14,7 +20,7 @@ import ipaddress
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, TypeVar
+from typing import Any, Callable, Iterable, TypeVar
 
 from docker.errors import APIError, DockerException
 from requests.exceptions import RequestException
@@ -27,7 +33,8 @@ from . import docker_api
 from .docker_api import LABEL_LAB, LABEL_LINK, LABEL_NODE, LABEL_ROLE
 from .probe import KernelProbe, mptcp_needs, probe_kernel, require, require_for_events, require_for_mptcp
 from .progress import Progress, Step
-from .state import LabState, NodeState, delete_state, new_state, save_state
+from .engine import Engine
+from .state import LabEngines, LabState, NodeState, delete_state, new_state, save_engines_record, save_state
 from .trace import Trace
 
 T = TypeVar("T")
@@ -163,27 +170,121 @@ def _labels(lab: str, role: str, **extra: str) -> dict[str, str]:
     return labels
 
 
-def preflight(plan: Plan) -> None:
-    """Checks that need Docker but create nothing."""
-    _check_engines(plan)
-    if docker_api.lab_containers(plan.lab) or docker_api.lab_networks(plan.lab):
-        raise LabExists(f"lab {plan.lab!r} is already up (or left over); run 'mptcpdock down {plan.lab}' first, "
-                        "or give this one another name (--name)")
-    for image in sorted({node.image for node in plan.nodes.values()}):
-        if not docker_api.image_exists(image):
-            raise _image_missing(plan, image)
+def on(target: Engine | None, function: Callable[..., R]) -> Callable[..., R]:
+    """``function`` with its Docker calls sent to ``target`` (for work handed to a thread)."""
+    def bound(*args: Any, **kwargs: Any) -> R:
+        with docker_api.using(target):
+            return function(*args, **kwargs)
+    return bound
 
 
-def _check_engines(plan: Plan) -> None:
-    """One engine only (this runtime), and a swarm manager there when a link is an overlay."""
+def lab_engines(plan: Plan) -> LabEngines:
+    """Where the plan's objects go (pure but for reading Docker contexts): a lab on one engine
+    stays on the environment's (``_check_engines`` makes sure that is the one it names)."""
+    if len(plan.engines) <= 1:
+        return LabEngines.single()
+    topology = plan.topology
+    return LabEngines.from_specs({name: {"host": topology.engines[name].host, "context": topology.engines[name].context}
+                                  for name in plan.engines if name is not None})
+
+
+def split(plan: Plan, where: LabEngines) -> tuple[dict[str, str | None], dict[str, str | None]]:
+    """Which engine creates what (pure): node -> its engine, link -> the engine that creates its
+    network (a bridge: its ends' engine; an overlay: the swarm manager's). On one engine: None."""
+    if not where.multi:
+        return {name: None for name in plan.nodes}, {link.name: None for link in plan.links}
+    nodes = {name: node.engine for name, node in plan.nodes.items()}
+    links: dict[str, str | None] = {}
+    for link in plan.links:
+        if link.driver == "overlay":
+            if where.manager is None:
+                raise RuntimeFailure(f"link {link.name!r} of lab {plan.lab!r} is an overlay, but no engine of the lab "
+                                     "is its swarm manager")
+            links[link.name] = where.manager
+        else:
+            links[link.name] = link.a_engine
+    return nodes, links
+
+
+def locate(plan: Plan) -> LabEngines:
+    """Where the plan's objects go, checked (each engine answers, the swarm): ``preflight``
+    without the checks of the lab's own objects and images."""
+    return _check_engines(plan)
+
+
+def preflight(plan: Plan) -> LabEngines:
+    """Checks that need Docker but create nothing; on every engine of the lab. Returns where
+    the lab goes (with the swarm manager for its overlays)."""
+    where = _check_engines(plan)
+    for name, target in where.engines.items():
+        with docker_api.using(target):
+            if docker_api.lab_containers(plan.lab) or docker_api.lab_networks(plan.lab):
+                on_engine = f" on engine {where.describe(name)}" if where.multi else ""
+                raise LabExists(f"lab {plan.lab!r} is already up (or left over){on_engine}; run 'mptcpdock down "
+                                f"{plan.lab}' first, or give this one another name (--name)")
+            used = {node.image for node in plan.nodes.values() if not where.multi or node.engine == name}
+            for image in sorted(used):
+                if not docker_api.image_exists(image):
+                    error = _image_missing(plan, image)
+                    if where.multi:
+                        error = RuntimeFailure(f"{error} (on engine {where.describe(name)}: 'mptcpdock image save "
+                                               f"FILE', then '{_selector(where, name)} mptcpdock image load FILE')")
+                    raise error
+    return where
+
+
+def _selector(where: LabEngines, name: str | None) -> str:
+    target = where.engines.get(name)
+    if target is None:
+        return ""
+    return f"DOCKER_HOST={target.host}" if target.name == "default" else f"DOCKER_CONTEXT={target.name}"
+
+
+def _check_several_engines(plan: Plan, where: LabEngines) -> LabEngines:
+    """Every engine answers, each is another engine, and with overlays: one of them is a swarm
+    manager and the others are nodes of its swarm. Returns ``where`` with the manager."""
+    identities: dict[str, str] = {}
+    roles: dict[str, str] = {}
+    node_ids: dict[str, str] = {}
+    for name, target in where.engines.items():
+        with docker_api.using(target):
+            identity = docker_api.engine_identity()
+            swarm = docker_api.engine_info().get("Swarm") or {}
+            roles[str(name)], node_ids[str(name)] = docker_api.swarm_role(), str(swarm.get("NodeID") or "")
+        for other, seen in identities.items():
+            if identity.id and seen == identity.id:
+                raise RuntimeFailure(f"engines {other!r} and {name!r} of lab {plan.lab!r} are the same Docker engine "
+                                     f"(ID {identity.id[:14]}...) (fix: give each engine of engines: its own host)")
+        identities[str(name)] = identity.id
+    overlays = [link.name for link in plan.links if link.driver == "overlay"]
+    if not overlays:
+        return where
+    managers = [name for name in where.engines if roles[str(name)] == "manager"]
+    if not managers:
+        raise RuntimeFailure(
+            f"links {', '.join(overlays)} of lab {plan.lab!r} cross engines, but none of its engines "
+            f"({', '.join(f'{name}: swarm {roles[str(name)]}' for name in where.engines)}) is a swarm manager "
+            "(fix: docs/multi-host.md: 'scripts/vm-host.sh start --swarm-link', 'mptcpdock swarm init --advertise "
+            "ADDR' on one engine and 'mptcpdock swarm join' on the others)")
+    manager = managers[0]
+    with docker_api.using(where.engines[manager]):
+        members = {str(node.get("ID")) for node in docker_api.client().api.nodes()}
+    for name in where.engines:
+        if name != manager and (roles[str(name)] not in ("worker", "manager") or node_ids[str(name)] not in members):
+            raise RuntimeFailure(
+                f"engine {where.describe(name)} of lab {plan.lab!r} is not a node of the swarm that engine "
+                f"{where.describe(manager)} manages (swarm: {roles[str(name)]}), so it cannot join the overlays "
+                f"{', '.join(overlays)} (fix: '{_selector(where, name)} mptcpdock swarm join ADDR:2377 --token "
+                f"$(mptcpdock swarm token) --advertise ADDR', see docs/multi-host.md)")
+    return LabEngines(where.engines, where.specs, manager)
+
+
+def _check_engines(plan: Plan) -> LabEngines:
+    """One engine (the one the environment reaches), and a swarm manager there when a link is
+    an overlay; or several engines (each reached by its engines: entry) in one swarm."""
     topology = plan.topology
     if len(plan.engines) > 1:
-        crossing = [link.name for link in plan.links if link.crosses]
-        raise RuntimeFailure(
-            f"lab {plan.lab!r} places nodes on {len(plan.engines)} engines ({', '.join(map(str, plan.engines))}; "
-            f"crossing links: {', '.join(crossing)}); 'up' brings labs up on one engine so far (fix: put every "
-            "node on one engine, e.g. one entry under engines:, or overlays: all on a one-node swarm; "
-            "docs/multi-host.md has the multi-engine design)")
+        return _check_several_engines(plan, lab_engines(plan))
     engine = plan.engines[0]
     spec = topology.engines.get(engine) if engine else None
     if spec is not None and not spec.is_environment:
@@ -201,6 +302,7 @@ def _check_engines(plan: Plan) -> None:
                 f"links {', '.join(overlays)} of lab {plan.lab!r} are overlay networks, but the engine at "
                 f"{docker_api.engine().describe()} is not a swarm manager (swarm: {role}) (fix: 'mptcpdock swarm "
                 "init' or 'docker swarm init --advertise-addr 127.0.0.1'; or remove overlays: all)")
+    return LabEngines.single()
 
 
 def _image_missing(plan: Plan, image: str) -> RuntimeFailure:
@@ -225,28 +327,31 @@ def up(plan: Plan, *, allow_no_impairments: bool = False, progress: Progress = l
     trace = Trace()
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    preflight(plan)
+    where = preflight(plan)
     timings["preflight"] = time.perf_counter() - start
     created = Created()
+    if where.multi:
+        save_engines_record(plan.lab, where)  # before anything exists: down finds every engine after a crash
     try:
         return _up(plan, trace, timings, start, allow_no_impairments or plan.topology.allow_no_impairments,
-                   progress, image_info or {}, fail_after, created)
+                   progress, image_info or {}, fail_after, created, where)
     except BaseException as exc:
-        error = _rolled_back(plan.lab, exc, created, progress)
+        error = _rolled_back(plan.lab, exc, created, progress, where)
         if error is exc:
             raise
         raise error from exc
 
 
-def _rolled_back(lab: str, exc: BaseException, created: "Created", progress: Progress) -> BaseException:
+def _rolled_back(lab: str, exc: BaseException, created: "Created", progress: Progress,
+                 where: LabEngines | None = None) -> BaseException:
     """Remove what a failed ``up`` created; the error to raise (``exc`` itself when it says enough).
 
     When the engine went away (during ``up`` or during this rollback), the error says what may
     be left and that ``down`` cleans it once the engine answers: the state file was not written,
     but ``down`` finds everything by its labels."""
-    progress("failed: removing everything this lab created")
+    progress("failed: removing everything this lab created" + (" on every engine" if where and where.multi else ""))
     try:
-        down(lab)
+        down(lab, where=where) if where is not None and where.multi else down(lab)
     except BaseException as rollback:  # noqa: BLE001 - the rollback's own failure must not hide exc
         if docker_api.engine_gone(rollback) or docker_api.engine_gone(exc):
             return docker_api.gone_error(f"'up' of lab {lab!r}", exc if docker_api.engine_gone(exc) else rollback,
@@ -315,30 +420,44 @@ def _creation_order(plan: Plan) -> list[NodePlan]:
 
 
 def _up(plan: Plan, trace: Trace, timings: dict[str, float], start: float, allow_no_impairments: bool,
-        progress: Progress, image_info: dict, fail_after: str | None, created: Created) -> UpResult:
+        progress: Progress, image_info: dict, fail_after: str | None, created: Created,
+        where: LabEngines | None = None) -> UpResult:
     """Everything overlaps: the kernel probe, network creation, and each node's container,
-    created as soon as its own networks exist and configured by its own first command."""
+    created as soon as its own networks exist and configured by its own first command. On
+    several engines, each engine has its own pools (and probe), overlays go to the manager."""
+    where = where or LabEngines.single()
     lab = plan.lab
     default_image = next(iter(plan.nodes.values())).image
-    carriers = docker_api.CarrierAllocator()
+    node_engine, link_engine = split(plan, where)
+    carriers = {name: on(where.engines[name], docker_api.CarrierAllocator)() for name in set(link_engine.values())}
     link_plans = {link.name: link for link in plan.links}
     attachments: dict[str, list[tuple[str, str, str]]] = {}  # node -> [(network, carrier address, interface)]
     elapsed = lambda: time.perf_counter() - start  # noqa: E731
 
     kernel_needs = plan_events(plan.topology, plan).kernel_needs
-    early: KernelProbe | None = None
+    early: dict[str | None, KernelProbe] = {}
     if mptcp_needs(plan.topology):  # settings only the probe can allow: check them before creating anything
         progress("probing the kernel for the lab's MPTCP settings")
-        early = probe_kernel(default_image, lab)
-        require_for_mptcp(early, plan.topology)
-        require_for_events(early, kernel_needs, plan.topology.source)
-    progress(f"probing the kernel, creating {len(plan.links)} networks and {len(plan.nodes)} containers")
+        for name, target in where.engines.items():
+            found = on(target, probe_kernel)(default_image, lab)
+            try:
+                require_for_mptcp(found, plan.topology)
+                require_for_events(found, kernel_needs, plan.topology.source)
+            except MptcpdockError as exc:
+                if not where.multi:
+                    raise
+                raise RuntimeFailure(f"engine {where.describe(name)}: {exc}") from exc
+            early[name] = found
+    engines_note = f" on {len(where.engines)} engines" if where.multi else ""
+    progress(f"probing the kernel, creating {len(plan.links)} networks and {len(plan.nodes)} containers{engines_note}")
     with _Pools() as pools:
-        probe_future = pools.pool(1).submit((lambda: early) if early is not None else  # type: ignore[arg-type]
-                                            (lambda: probe_kernel(default_image, lab)))
-        network_pool = pools.pool(NETWORK_WORKERS)
-        network_futures = {link.name: network_pool.submit(_create_network, lab, link.name, carriers, trace, created,
-                                                          link.driver)
+        probe_futures = {name: (pools.pool(1).submit(lambda found=early[name]: found) if name in early
+                                else pools.pool(1).submit(on(target, probe_kernel), default_image, lab))
+                         for name, target in where.engines.items()}
+        network_pools = {name: pools.pool(NETWORK_WORKERS) for name in where.engines}
+        network_futures = {link.name: network_pools[link_engine[link.name]].submit(
+                               on(where.engines[link_engine[link.name]], _create_network), lab, link.name,
+                               carriers[link_engine[link.name]], trace, created, link.driver)
                            for link in plan.links}
         networks_done = iter(range(1, len(network_futures) + 1))  # next() is atomic under the GIL
 
@@ -357,17 +476,36 @@ def _up(plan: Plan, trace: Trace, timings: dict[str, float], start: float, allow
         # containers need not wait for the probe.
         reduced = make_plan(plan.topology, drop_impairments=True) if plan.netem_links else plan
 
-        def kernel_checked() -> KernelProbe:
-            """The probe, checked against what the events need; the kernel-dependent sysctls
-            (net.mptcp.blackhole_timeout) go into every node's plan before any is created."""
-            probe = probe_future.result()
-            require_for_events(probe, kernel_needs, plan.topology.source)
-            require_for_mptcp(probe, plan.topology)
-            for variant in {id(plan): plan, id(reduced): reduced}.values():
-                apply_kernel_sysctls(variant, has_blackhole_timeout=probe.blackhole_timeout is not None,
-                                     path_manager_sysctls=probe.path_manager_sysctls)
-            return probe
+        common: dict[str, bool] = {}  # "reduced": every node applies the plan without impairments
 
+        def kernel_checked() -> KernelProbe:
+            """The probes, checked against what the events need; the kernel-dependent sysctls
+            (net.mptcp.blackhole_timeout) go into every node's plan before any is created. On
+            several engines, every kernel must have what the lab needs, and when one has no netem
+            (and that is allowed) every node gets the plan without impairments, so that the
+            engines' paths stay comparable."""
+            probes = {name: future.result() for name, future in probe_futures.items()}
+            for name, probe in probes.items():
+                try:
+                    require_for_events(probe, kernel_needs, plan.topology.source)
+                    require_for_mptcp(probe, plan.topology)
+                    if where.multi:
+                        require(probe, netem_links=plan.netem_links, rate_links=True,
+                                allow_no_impairments=allow_no_impairments, leaf_qdiscs=plan.leaf_qdiscs)
+                except MptcpdockError as exc:
+                    if not where.multi:
+                        raise
+                    raise RuntimeFailure(f"engine {where.describe(name)}: {exc}") from exc
+            every = list(probes.values())
+            for variant in {id(plan): plan, id(reduced): reduced}.values():
+                # the path manager's sysctls by the first engine's kernel (the lab's engines should agree)
+                apply_kernel_sysctls(variant, has_blackhole_timeout=all(p.blackhole_timeout is not None for p in every),
+                                     path_manager_sysctls=every[0].path_manager_sysctls)
+            common["reduced"] = where.multi and bool(plan.netem_links) and not all(p.netem for p in every)
+            probe_of.update(probes)
+            return probes[next(iter(where.engines))]
+
+        probe_of: dict[str | None, KernelProbe] = {}
         checked_future = pools.pool(1).submit(kernel_checked)
 
         def create_node(node: NodePlan) -> str:
@@ -377,16 +515,20 @@ def _up(plan: Plan, trace: Trace, timings: dict[str, float], start: float, allow
                 for interface in node.interfaces
                 for network, subnet in [network_futures[interface.link].result()]
             ]
-            return _create_node(lab, node, attachments[node.name], reduced.nodes[node.name], trace, created)
+            full = reduced.nodes[node.name] if common.get("reduced") else node
+            return _create_node(lab, full, attachments[node.name], reduced.nodes[node.name], trace, created)
 
         # Nodes configure themselves while later containers are created; their reports are
         # collected (in the same pool, behind the creations) once each container has started.
-        node_pool = pools.pool(WORKERS)
-        node_futures = {node_pool.submit(create_node, node): node.name for node in _creation_order(plan)}
+        node_pools = {name: pools.pool(WORKERS) for name in where.engines}
+        node_futures = {node_pools[node_engine[node.name]].submit(on(where.engines[node_engine[node.name]],
+                                                                     create_node), node): node.name
+                        for node in _creation_order(plan)}
         probe = checked_future.result()
         timings["probe"] = elapsed()
-        drop = require(probe, netem_links=plan.netem_links, rate_links=True, allow_no_impairments=allow_no_impairments,
-                       leaf_qdiscs=plan.leaf_qdiscs)
+        drop = any(require(each, netem_links=plan.netem_links, rate_links=True,
+                           allow_no_impairments=allow_no_impairments, leaf_qdiscs=plan.leaf_qdiscs)
+                   for each in probe_of.values())
         if drop and not plan.impairments_dropped:
             progress(f"no netem in this kernel: applying rates only on {', '.join(plan.netem_links)}")
             plan = reduced
@@ -396,8 +538,10 @@ def _up(plan: Plan, trace: Trace, timings: dict[str, float], start: float, allow
             name = node_futures[future]
             container_ids[name] = future.result()
             if fail_after != "containers":
-                configured[name] = node_pool.submit(wait_configured, lab, plan.nodes[name], container_ids[name],
-                                                    attachments[name], reduced.nodes[name], trace)
+                target = where.engines[node_engine[name]]
+                configured[name] = node_pools[node_engine[name]].submit(
+                    on(target, wait_configured), lab, plan.nodes[name], container_ids[name], attachments[name],
+                    reduced.nodes[name], trace)
             progress(Step("containers", done, len(node_futures), "started"))
         timings["containers"] = elapsed()
         networks = {link.name: network_futures[link.name].result()[0] for link in plan.links}  # all done by now
@@ -409,11 +553,31 @@ def _up(plan: Plan, trace: Trace, timings: dict[str, float], start: float, allow
             renames[by_future[future]] = future.result()
             progress(Step("nodes", done, len(by_future), "configured"))
         timings["configure"] = elapsed()
-        _check_still_running(lab)
+        for target in where.engines.values():
+            on(target, _check_still_running)(lab)
+        crossing = [link for link in plan.links if link.driver == "overlay" and where.multi and link.crosses]
+        if crossing:
+            _pin_overlay_neighbours(lab, crossing, networks, {name: (where.engines[node_engine[name]], cid)
+                                                             for name, cid in container_ids.items()}, trace)
         if any(link.driver == "overlay" for link in plan.links):
-            _check_no_way_out(lab, container_ids)
+            for engine_name, target in where.engines.items():
+                on(target, _check_no_way_out)(lab, {name: cid for name, cid in container_ids.items()
+                                                    if node_engine[name] == engine_name})
         if fail_after == "configure":
             raise RuntimeFailure("injected failure after configuring nodes")
+
+    engines_record: dict[str, dict[str, Any]] = {}
+    home: Any = docker_api.engine_identity()
+    if where.multi:
+        home = None  # the engine the environment reaches, when it is one of the lab's
+        for name, entry in where.record().items():
+            with docker_api.using(where.engines[name]):
+                identity = docker_api.engine_identity()
+            found = probe_of[name]
+            engines_record[name] = {**entry, "identity": identity.to_dict(),
+                                    "probe": {"kernel": found.kernel, "netem": found.netem}}
+            if where.engines[name] is None:
+                home = identity
 
     state = new_state(
         plan.topology,
@@ -427,12 +591,14 @@ def _up(plan: Plan, trace: Trace, timings: dict[str, float], start: float, allow
                 container_id=container_ids[name],
                 interfaces={intf.name: f"{intf.address}/{intf.prefixlen}" for intf in node.interfaces},
                 original_names=renames[name],
+                engine=node_engine[name],
             )
             for name, node in plan.nodes.items()
         },
         networks={link.name: networks[link.name] for link in plan.links},
-        engine=docker_api.engine_identity(),
+        engine=home,
         sysctls={name: dict(node.sysctls) for name, node in plan.nodes.items()},
+        engines=engines_record,
     )
     timings["total"] = elapsed()
     state.timings = timings
@@ -450,9 +616,42 @@ def _check_still_running(lab: str) -> None:
                              "again; if it recurs, the engine's log and its free memory say why)")
 
 
+def _pin_overlay_neighbours(lab: str, links: list[LinkPlan], networks: dict[str, str],
+                            containers: dict[str, tuple[Engine | None, str]], trace: Trace) -> None:
+    """Each end of an overlay between engines gets its peer's link address as a permanent
+    neighbour (the peer's MAC on the overlay). Docker's VXLAN device answers ARP only for the
+    addresses its IPAM gave (the carrier ones) and floods nothing, so ARP for the lab's own
+    addresses never crosses to the other engine (one engine is one bridge, where ARP works)."""
+    def mac(node: str, network: str) -> str:
+        target, cid = containers[node]
+        with docker_api.using(target):
+            return docker_api.container_mac(cid, network)
+
+    def pin(item: tuple[LinkPlan, str]) -> None:
+        link, end = item
+        peer = link.b_node if end == link.a_node else link.a_node
+        interface, peer_address = ((link.a_interface, link.b_address) if end == link.a_node
+                                   else (link.b_interface, link.a_address))
+        argv = ["ip", "neigh", "replace", peer_address, "lladdr", mac(peer, networks[link.name]), "dev", interface,
+                "nud", "permanent"]
+        target, cid = containers[end]
+        with docker_api.using(target):
+            result = docker_api.run_exec(cid, argv)
+        trace.node(end, container_name(lab, end), argv, comment=f"{link.name} crosses engines: its peer's MAC, pinned")
+        if result.exit_code != 0:
+            raise RuntimeFailure(f"pinning {peer}'s address on {end}:{interface} (link {link.name!r}) failed: "
+                                 f"{(result.stderr or result.stdout).strip()}")
+
+    parallel(pin, [(link, end) for link in links for end in (link.a_node, link.b_node)], NETWORK_WORKERS)
+
+
 def _check_no_way_out(lab: str, container_ids: dict[str, str]) -> None:
     """Overlays are internal, so Docker attaches no docker_gwbridge; should an engine do it
-    anyway, the lab would have a route out of the host: stop (and roll back) instead."""
+    anyway, the lab would have a route out of the host: detach those nodes from it, and stop
+    (rolling back) if any is still attached."""
+    outside = docker_api.gwbridge_containers()
+    for cid in (cid for cid in container_ids.values() if cid in outside):
+        docker_api.disconnect_gwbridge(cid)
     outside = docker_api.gwbridge_containers()
     attached = sorted(name for name, cid in container_ids.items() if cid in outside)
     if attached:
@@ -626,35 +825,72 @@ def _explain(stderr: str, ip_lines: list[str], tc_lines: list[str]) -> str:
     return message or "no error text"
 
 
-def down(lab: str, progress: Progress = lambda _: None) -> tuple[int, int]:
+def down(lab: str, progress: Progress = lambda _: None, where: LabEngines | None = None) -> tuple[int, int]:
     """Remove every container and network labelled with ``lab``; idempotent.
 
     Lists again after removing and repeats (a few times) while anything is left, so that
     objects still being created or removed by someone else (a crashed ``up``'s stragglers,
     an engine-side removal in progress) are not left behind. When the engine goes away
     mid-way, the error says how much was removed; the state file stays until a ``down`` ends.
+
+    ``where`` (a lab on several engines): the containers on every engine first, in parallel,
+    then the networks: each engine's bridges, and the overlays on the swarm manager.
     """
+    if where is None or not where.multi:
+        removed = _down_on(lab, progress)
+        delete_state(lab)
+        return removed
+    targets = list(where.engines.items())
+
+    def on_engine(name: str | None) -> Progress:
+        return lambda message: progress(f"engine {name}: {message}")
+
+    containers = parallel(lambda item: on(item[1], _down_on)(lab, on_engine(item[0]), networks=False),
+                          targets, workers=len(targets))
+    networks = parallel(lambda item: on(item[1], _down_on)(lab, on_engine(item[0]), containers=False,
+                                                            swarm_scope=where.manager in (None, item[0])),
+                        targets, workers=len(targets))
+    delete_state(lab)
+    return sum(count for count, _ in containers), sum(count for _, count in networks)
+
+
+def _down_on(lab: str, progress: Progress = lambda _: None, *, containers: bool = True, networks: bool = True,
+             swarm_scope: bool = True) -> tuple[int, int]:
+    """``down`` on the engine calls go to (see ``docker_api.using``): its containers and/or its
+    networks; ``swarm_scope`` False leaves overlays alone (a swarm worker lists the overlays its
+    containers use, but only the manager removes them)."""
+    def lab_containers() -> list[dict]:
+        return docker_api.lab_containers(lab) if containers else []
+
+    def lab_networks() -> list[dict]:
+        found = docker_api.lab_networks(lab) if networks else []
+        return found if swarm_scope else [n for n in found if n.get("Scope", "local") != "swarm"]
+
     removal = Removal()
     try:
         for attempt in range(DOWN_ATTEMPTS):
-            containers = docker_api.lab_containers(lab)
-            networks = docker_api.lab_networks(lab)
-            if not containers and not networks:
+            containers_left = lab_containers()
+            networks_left = lab_networks()
+            if not containers_left and not networks_left:
                 break
             if attempt:
                 time.sleep(0.2 * attempt)
-            removal.found(containers, networks)
+            removal.found(containers_left, networks_left)
             again = " (again)" if attempt else ""
-            parallel(lambda c: removal.container(c["Id"]), containers,
+            remove_container = on(docker_api.current(), removal.container)  # in this thread's engine
+            remove_network = on(docker_api.current(), removal.network)
+            parallel(lambda c: remove_container(c["Id"]), containers_left,
                      done=lambda n, total: progress(Step("containers" + again, n, total, "removed")))
-            parallel(lambda n: removal.network(n["Id"], n.get("Driver") == "overlay"), networks, NETWORK_WORKERS,
-                     done=lambda n, total: progress(Step("networks" + again, n, total, "removed")))
+            parallel(lambda n: remove_network(n["Id"], n.get("Driver") == "overlay"), networks_left,
+                     NETWORK_WORKERS, done=lambda n, total: progress(Step("networks" + again, n, total, "removed")))
         else:
-            left = len(docker_api.lab_containers(lab)), len(docker_api.lab_networks(lab))
+            left = len(lab_containers()), len(lab_networks())
             if any(left):
                 raise RuntimeFailure(f"lab {lab!r}: {left[0]} containers and {left[1]} networks are still there after "
                                      f"{DOWN_ATTEMPTS} attempts; run 'mptcpdock down {lab}' again, or look at "
                                      f"'docker ps -a --filter label={LABEL_LAB}={lab}'")
+        if not swarm_scope and networks:
+            _wait_overlays_gone(lab)
     except Exception as exc:
         if docker_api.engine_gone(exc):
             raise docker_api.gone_error(f"'down' of lab {lab!r}", exc, removal.describe(),
@@ -662,8 +898,17 @@ def down(lab: str, progress: Progress = lambda _: None) -> tuple[int, int]:
         if isinstance(exc, DockerException):
             raise RuntimeFailure(f"removing lab {lab!r} failed: {docker_api.first_line(exc)}") from exc
         raise
-    delete_state(lab)
     return len(removal.containers), len(removal.networks)
+
+
+def _wait_overlays_gone(lab: str) -> None:
+    """A swarm worker stops listing an overlay some time after its last container there went
+    (and the manager removed it): wait for that, so that ``down`` ends with nothing listed."""
+    deadline = time.monotonic() + docker_api.TASK_RELEASE_S
+    while time.monotonic() < deadline:
+        if not [n for n in docker_api.lab_networks(lab) if n.get("Scope") == "swarm"]:
+            return
+        time.sleep(0.2)
 
 
 @dataclass

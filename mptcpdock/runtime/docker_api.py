@@ -7,10 +7,17 @@ found and removed from Docker alone, even after a crash.
 The one shared client talks to the engine :func:`.engine.resolve_engine` picks (``--context``,
 ``DOCKER_HOST``, ``DOCKER_CONTEXT``, the CLI's current context, the local socket);
 :func:`engine_gone` tells a lost connection to it from a request it refused.
+
+A lab on several engines (docs/multi-host.md) talks to the others too: inside
+``with using(engine):`` every call here goes to ``engine`` (one client per engine, each with its
+own pool; per thread, as a context variable), and a container name or exec ID that is an
+:class:`~.engine.OnEngine` goes to the engine it names, wherever it is used.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import io
 import ipaddress
 import os
@@ -27,7 +34,7 @@ import urllib3
 from docker.errors import APIError, DockerException, NotFound
 
 from ..errors import MptcpdockError, RuntimeFailure
-from .engine import Engine, EngineIdentity, resolve_engine
+from .engine import Engine, EngineIdentity, OnEngine, resolve_engine
 
 LABEL_LAB = "io.mptcpdock.lab"
 LABEL_NODE = "io.mptcpdock.node"
@@ -70,6 +77,10 @@ _client: docker.DockerClient | None = None
 _context: str | None = None  # the --context option, when given
 _engine: Engine | None = None
 _identity: EngineIdentity | None = None
+#: The engine of ``with using(...)`` in this thread (None: the environment's).
+_current: contextvars.ContextVar[Engine | None] = contextvars.ContextVar("mptcpdock_engine", default=None)
+_other_clients: dict[tuple[str, str], docker.DockerClient] = {}  # (context name, URL) -> client
+_other_identities: dict[tuple[str, str], EngineIdentity] = {}
 
 
 def select_engine(context: str | None) -> None:
@@ -80,8 +91,23 @@ def select_engine(context: str | None) -> None:
         _context, _engine, _client, _identity = context, None, None, None
 
 
-def engine() -> Engine:
-    """The engine this process talks to (resolved once)."""
+@contextlib.contextmanager
+def using(target: Engine | None) -> Iterator[None]:
+    """Send this thread's calls to ``target`` inside the block (None: the environment's engine)."""
+    token = _current.set(target)
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
+def current() -> Engine | None:
+    """The engine of the ``using`` block this thread is in (None: the environment's)."""
+    return _current.get()
+
+
+def environment_engine() -> Engine:
+    """The engine this process talks to by default (resolved once), whatever ``using`` says."""
     global _engine
     with _client_lock:
         if _engine is None:
@@ -89,14 +115,32 @@ def engine() -> Engine:
         return _engine
 
 
-def client() -> docker.DockerClient:
-    """One shared client with a connection pool large enough for our worker threads."""
+def engine() -> Engine:
+    """The engine calls go to here: ``using``'s, else the environment's."""
+    return _current.get() or environment_engine()
+
+
+def client(on: Engine | None = None) -> docker.DockerClient:
+    """The client of ``on`` (default: ``using``'s engine, else the one shared client of the
+    environment's engine), each with a connection pool large enough for our worker threads."""
     global _client
-    target = engine()
+    target = on or _current.get()
+    if target is not None:
+        key = (target.name, target.host)
+        with _client_lock:
+            if key not in _other_clients:
+                _other_clients[key] = _connect(target)
+            return _other_clients[key]
+    target = environment_engine()
     with _client_lock:
         if _client is None:
             _client = _connect(target)
         return _client
+
+
+def _api(ref: str) -> docker.APIClient:
+    """The low-level client for a container name or exec ID (an OnEngine goes to its engine)."""
+    return client(getattr(ref, "engine", None)).api
 
 
 def _connect(target: Engine) -> docker.DockerClient:
@@ -116,14 +160,20 @@ def _connect(target: Engine) -> docker.DockerClient:
 
 
 def engine_identity() -> EngineIdentity:
-    """Which engine this is (``docker info``'s ID), as a lab's state records it; asked once."""
+    """Which engine this is (``docker info``'s ID), as a lab's state records it; asked once per engine."""
     global _identity
     api = client().api
-    if _identity is None:
+    current = _current.get()
+    known = _identity if current is None else _other_identities.get((current.name, current.host))
+    if known is None:
         info, target = api.info(), engine()
-        _identity = EngineIdentity(id=str(info.get("ID") or ""), name=target.name, host=target.host,
-                                   api_version=str(api.api_version), chosen_by=target.chosen_by)
-    return _identity
+        known = EngineIdentity(id=str(info.get("ID") or ""), name=target.name, host=target.host,
+                               api_version=str(api.api_version), chosen_by=target.chosen_by)
+        if current is None:
+            _identity = known
+        else:
+            _other_identities[(current.name, current.host)] = known
+    return known
 
 
 def first_line(exc: BaseException) -> str:
@@ -324,13 +374,13 @@ def create_container(
 
 
 def start_container(cid: str) -> None:
-    client().api.start(cid)
+    _api(cid).start(cid)
 
 
 def wait_for_line(cid: str, line: str) -> tuple[bool, str]:
     """Follow a container's stdout until ``line`` appears (True) or the container stops
     (False); returns the stdout read so far."""
-    stream = client().api.logs(cid, stdout=True, stderr=False, stream=True, follow=True)
+    stream = _api(cid).logs(cid, stdout=True, stderr=False, stream=True, follow=True)
     out = b""
     target = line.encode() + b"\n"
     try:
@@ -345,14 +395,14 @@ def wait_for_line(cid: str, line: str) -> tuple[bool, str]:
 
 def exit_status(cid: str, timeout: float = 30) -> tuple[int, str]:
     """Wait for a container to stop; its exit code and its stderr."""
-    api = client().api
+    api = _api(cid)
     code = api.wait(cid, timeout=timeout).get("StatusCode", -1)
     return int(code), api.logs(cid, stdout=False, stderr=True).decode(errors="replace")
 
 
 def run_exec(container: str, argv: list[str], *, user: str = "") -> ExecResult:
     """Run ``argv`` in a container and wait for it (no shell involved)."""
-    api = client().api
+    api = _api(container)
     exec_id = api.exec_create(container, argv, stdout=True, stderr=True, user=user)["Id"]
     stdout, stderr = api.exec_start(exec_id, demux=True)
     code = api.exec_inspect(exec_id).get("ExitCode")
@@ -364,16 +414,18 @@ def run_exec(container: str, argv: list[str], *, user: str = "") -> ExecResult:
 
 
 def start_exec_detached(container: str, argv: list[str]) -> str:
-    """Start ``argv`` in a container in the background; returns the exec id."""
-    api = client().api
+    """Start ``argv`` in a container in the background; returns the exec id (an OnEngine when
+    the container is one)."""
+    api = _api(container)
     exec_id = str(api.exec_create(container, argv, stdout=False, stderr=False)["Id"])
     api.exec_start(exec_id, detach=True)
-    return exec_id
+    on = getattr(container, "engine", None)
+    return OnEngine(exec_id, on) if on is not None else exec_id
 
 
 def copy_from_container(container: str, path: str) -> bytes:
     """A tar archive of ``path`` in the container (``docker cp CONTAINER:PATH -``)."""
-    stream, _ = client().api.get_archive(container, path)
+    stream, _ = _api(container).get_archive(container, path)
     return b"".join(stream)
 
 
@@ -392,16 +444,16 @@ def copy_to_container(container: str, base: str, directory: str, files: dict[str
             info = tarfile.TarInfo("/".join([*parts, name]))
             info.size, info.mode = len(content), 0o644
             archive.addfile(info, io.BytesIO(content))
-    if not client().api.put_archive(container, base, buffer.getvalue()):
+    if not _api(container).put_archive(container, base, buffer.getvalue()):
         raise RuntimeFailure(f"copying {', '.join(files)} into {container}:{base}/{directory} failed")
 
 
 def exec_running(exec_id: str) -> bool:
-    return bool(client().api.exec_inspect(exec_id).get("Running"))
+    return bool(_api(exec_id).exec_inspect(exec_id).get("Running"))
 
 
 def exec_exit_code(exec_id: str) -> int | None:
-    return client().api.exec_inspect(exec_id).get("ExitCode")
+    return _api(exec_id).exec_inspect(exec_id).get("ExitCode")
 
 
 def lab_containers(lab: str | None = None) -> list[dict[str, Any]]:
@@ -426,7 +478,7 @@ def lab_networks(lab: str | None = None) -> list[dict[str, Any]]:
 
 def remove_container(cid: str) -> None:
     try:
-        client().api.remove_container(cid, force=True, v=True)
+        _api(cid).remove_container(cid, force=True, v=True)
     except NotFound:
         pass
     except APIError as exc:
@@ -512,3 +564,19 @@ def gwbridge_containers() -> set[str]:
     except NotFound:
         return set()
     return set((network.get("Containers") or {}).keys())
+
+
+def disconnect_gwbridge(cid: str) -> None:
+    """Take a container off docker_gwbridge (its way out of the host), if it is on it."""
+    try:
+        _api(cid).disconnect_container_from_network(cid, GWBRIDGE, force=True)
+    except NotFound:
+        pass
+
+
+def container_mac(cid: str, network: str) -> str:
+    """The MAC address of a container's interface on ``network`` (by name)."""
+    networks = (_api(cid).inspect_container(cid).get("NetworkSettings") or {}).get("Networks") or {}
+    if network not in networks or not networks[network].get("MacAddress"):
+        raise RuntimeFailure(f"container {cid[:12]} has no MAC address on network {network!r}")
+    return str(networks[network]["MacAddress"])

@@ -173,3 +173,32 @@ def mismatch(lab: str, recorded: EngineIdentity | None, current: EngineIdentity)
     return (f"lab {lab!r} lives on Docker engine {recorded.describe()}, but this command reaches "
             f"{current.describe()} (chosen by {current.chosen_by or '?'}); refusing to act on it through another "
             f"engine (fix: {recorded.command()} ..., or unset what chose this one)")
+
+
+def spec_engine(name: str, host: str | None, context: str | None,
+                environ: Mapping[str, str] | None = None) -> Engine | None:
+    """The engine a topology's ``engines.NAME`` entry names: its ``host`` URL (with the
+    environment's TLS variables, as DOCKER_HOST would have them) or its ``context``; None for an
+    entry with neither, which is the engine mptcpdock talks to anyway (the environment's)."""
+    env = os.environ if environ is None else environ
+    if context:
+        return _context_engine(context, f"engines.{name}.context", env)
+    if not host:
+        return None
+    params: dict[str, Any] = {}
+    if env.get("DOCKER_TLS_VERIFY") and host.startswith("tcp://"):
+        params = kwargs_from_env(environment={**env, "DOCKER_HOST": host})
+    return Engine(DEFAULT_CONTEXT, host, f"engines.{name}.host", tls=params.get("tls"))
+
+
+class OnEngine(str):
+    """A container name or exec ID with the engine it lives on (``engine`` None: the
+    environment's). A ``str``, so code that passes container names around needs no change; the
+    functions of ``docker_api`` that take a container or exec ID send the request to its engine."""
+
+    engine: Engine | None
+
+    def __new__(cls, value: str, engine: Engine | None) -> "OnEngine":
+        made = super().__new__(cls, value)
+        made.engine = engine
+        return made

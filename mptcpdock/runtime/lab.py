@@ -15,7 +15,7 @@ from . import apply, docker_api
 from .apply import Progress, UpResult
 from .engine import EngineMismatch, mismatch
 from .image import image_info
-from .state import LabState, find_state, known_labs, load_state, save_state, state_dir
+from .state import LabState, find_engines, find_state, known_labs, load_state, save_state, state_dir
 
 
 def prepare(topology: Topology) -> Plan:
@@ -50,7 +50,8 @@ def tear_down(target: str | None, progress: Progress = lambda _: None) -> tuple[
     state = find_state(lab)
     if state is not None:  # without a state file, the labels on this engine are all there is
         require_same_engine(state)
-    containers, networks = apply.down(lab, progress)
+    where = find_engines(lab)  # a lab on several engines: every one its state (or up's record) names
+    containers, networks = apply.down(lab, progress) if where is None else apply.down(lab, progress, where=where)
     trace_path(lab).unlink(missing_ok=True)
     return lab, containers, networks
 
@@ -103,13 +104,42 @@ def status_rows() -> list[list[object]]:
             continue
         notes = ["impairments dropped"] if state.impairments_dropped else []
         containers: object = running.get(lab, 0)
-        if mismatch(lab, state.engine, here) and state.engine is not None:
+        if state.engines:  # several engines: the count on each ('local 2/2, vm 2/2')
+            counts = engine_counts(state)
+            containers = sum(max(running, 0) for running, _ in counts.values())
+            notes.append("engines " + ", ".join(f"{name} {'?' if running < 0 else running}/{placed}"
+                                                  for name, (running, placed) in counts.items()))
+        elif mismatch(lab, state.engine, here) and state.engine is not None:
             containers = "-"
             notes.append(f"on another engine: {state.engine.describe()} ({state.engine.command()})")
         elif containers == 0:
             notes.append("no containers (stale state)")
         rows.append([lab, state.source or "-", len(state.nodes), len(state.networks), containers, "; ".join(notes)])
     return rows
+
+
+def engine_counts(state: LabState) -> dict[str, tuple[int, int]]:
+    """A lab on several engines: engine name -> (its running node containers, the nodes placed
+    there); an engine that does not answer counts -1 running."""
+    where, counts = state.where(), {}
+    for name, target in where.engines.items():
+        placed = sum(1 for node in state.nodes.values() if node.engine == name)
+        try:
+            with docker_api.using(target):
+                running = sum(1 for c in docker_api.lab_containers(state.lab) if c.get("State") == "running")
+        except Exception as exc:  # noqa: BLE001 - an engine away: say so in its count, the others still count
+            if not docker_api.engine_gone(exc) and not isinstance(exc, docker_api.DockerUnavailable):
+                raise
+            running = -1
+        counts[str(name)] = (running, placed)
+    return counts
+
+
+def running_containers(state: LabState) -> int:
+    """The lab's running node containers, on every engine it is on."""
+    if not state.engines:
+        return sum(1 for c in docker_api.lab_containers(state.lab) if c.get("State") == "running")
+    return sum(max(running, 0) for running, _ in engine_counts(state).values())
 
 
 def docker_reachable() -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import LabNotFound
-from .engine import EngineIdentity
+from .engine import Engine, EngineIdentity, OnEngine, spec_engine
 from ..topology.loader import load_topology_text, topology_to_yaml
 from ..topology.model import Topology
 from ..topology.validate import validate
@@ -38,6 +38,7 @@ class NodeState:
     container_id: str
     interfaces: dict[str, str]  # interface -> address/prefix
     original_names: dict[str, str] = field(default_factory=dict)  # interface -> Docker's ethN
+    engine: str | None = None  # the topology's engine name, for a lab on several engines
 
 
 @dataclass
@@ -57,6 +58,15 @@ class LabState:
     #: node -> the sysctls its container was created with (the plan's, plus the kernel-dependent
     #: ones such as net.mptcp.blackhole_timeout=0 where the kernel has it)
     sysctls: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: A lab on several engines: engine name -> {"host", "context" (as in the topology), "identity"
+    #: (EngineIdentity as a dict), "manager" (its swarm holds the lab's overlays), "probe" (summary)}
+    engines: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def where(self) -> "LabEngines":
+        """The engines this lab's objects are on."""
+        if not self.engines:
+            return LabEngines.single()
+        return LabEngines.from_record(self.engines)
 
     def topology(self) -> Topology:
         topology = validate(load_topology_text(self.topology_yaml, source=f"state of lab {self.lab}"))
@@ -64,10 +74,16 @@ class LabState:
         return topology
 
     def container(self, node: str) -> str:
+        """The node's container name; an OnEngine (requests go to its engine) when the lab is on
+        several engines and the node is not on the environment's."""
         try:
-            return self.nodes[node].container
+            state = self.nodes[node]
         except KeyError:
             raise LabNotFound(f"lab {self.lab!r} has no node {node!r}; nodes: {', '.join(self.nodes)}") from None
+        if not self.engines or state.engine is None:
+            return state.container
+        target = self.where().engines.get(state.engine)
+        return OnEngine(state.container, target) if target is not None else state.container
 
     def warning(self) -> str | None:
         if not self.impairments_dropped:
@@ -115,11 +131,74 @@ def find_state(lab: str) -> LabState | None:
 
 def delete_state(lab: str) -> None:
     state_path(lab).unlink(missing_ok=True)
+    engines_record_path(lab).unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class LabEngines:
+    """Where a lab's objects go: engine name -> the engine (None: the environment's, which the
+    default client reaches), and which engine's swarm manager holds its overlays. A lab on one
+    engine is ``{None: None}``, as every lab was before several engines."""
+
+    engines: dict[str | None, Engine | None]
+    specs: dict[str, dict[str, str | None]] = field(default_factory=dict)  # name -> {"host", "context"}
+    manager: str | None = None
+
+    @classmethod
+    def single(cls) -> "LabEngines":
+        return cls({None: None})
+
+    @classmethod
+    def from_specs(cls, specs: dict[str, dict[str, str | None]], manager: str | None = None) -> "LabEngines":
+        return cls({name: spec_engine(name, spec.get("host"), spec.get("context")) for name, spec in specs.items()},
+                   {name: {"host": spec.get("host"), "context": spec.get("context")} for name, spec in specs.items()},
+                   manager)
+
+    @classmethod
+    def from_record(cls, record: dict[str, dict[str, Any]]) -> "LabEngines":
+        manager = next((name for name, entry in record.items() if entry.get("manager")), None)
+        return cls.from_specs(record, manager)
+
+    @property
+    def multi(self) -> bool:
+        return len(self.engines) > 1
+
+    def record(self) -> dict[str, dict[str, Any]]:
+        return {name: {**spec, "manager": name == self.manager} for name, spec in self.specs.items()}
+
+    def describe(self, name: str | None) -> str:
+        target = self.engines.get(name)
+        return f"{name or 'the environment engine'}" + (f" ({target.host})" if target is not None else "")
+
+
+def engines_record_path(lab: str) -> Path:
+    return state_dir() / "labs" / f"{lab}.engines.json"
+
+
+def save_engines_record(lab: str, where: LabEngines) -> None:
+    """Written before ``up`` of a lab on several engines creates anything: ``down`` after a crash
+    then still knows every engine to look on (the state file comes only at the end of ``up``)."""
+    path = engines_record_path(lab)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(where.record(), indent=2))
+
+
+def find_engines(lab: str) -> LabEngines | None:
+    """The engines the lab's state or its ``up``'s record names; None when neither exists (one engine)."""
+    state = find_state(lab)
+    if state is not None:
+        return state.where() if state.engines else None
+    path = engines_record_path(lab)
+    return LabEngines.from_record(json.loads(path.read_text())) if path.exists() else None
 
 
 def known_labs() -> list[str]:
+    """Labs with a state file, or with only the engines record of an ``up`` that crashed."""
     folder = state_dir() / "labs"
-    return sorted(path.stem for path in folder.glob("*.json")) if folder.exists() else []
+    if not folder.exists():
+        return []
+    return sorted({path.name[:-len(".engines.json")] if path.name.endswith(".engines.json") else path.stem
+                   for path in folder.glob("*.json")})
 
 
 def new_state(topology: Topology, **fields: Any) -> LabState:

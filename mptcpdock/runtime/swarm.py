@@ -73,6 +73,19 @@ def init(advertise: str = LOOPBACK) -> bool:
     return True
 
 
+def node_id() -> str:
+    return str((docker_api.engine_info().get("Swarm") or {}).get("NodeID") or "")
+
+
+def remove_node(node: str) -> None:
+    """On the manager: forget a node that left (``docker node rm --force``)."""
+    try:
+        docker_api.client().api.remove_node(node, force=True)
+    except APIError as exc:
+        if exc.status_code != 404:
+            raise RuntimeFailure(f"removing swarm node {node[:12]} failed: {docker_api.first_line(exc)}") from exc
+
+
 def worker_token() -> str:
     if docker_api.swarm_role() != "manager":
         raise RuntimeFailure(f"the engine at {docker_api.engine().describe()} is not a swarm manager "
