@@ -144,8 +144,9 @@ def test_set_qdisc_maps_nests_aqms_and_limit_and_refuses_netem_on_the_same_inter
     etr1b.set_bandwidth("10mbit")
     etr1b.set_qdisc("pie", limit="100")
     assert (_egress(etr1b).qdisc, _egress(etr1b).queue, etr1b.get_qdisc()) == ("pie", 100, "pie")
+    eth2.set_qdisc("fq_codel")
     eth2.set_qdisc("pfifo", limit=30)  # NeST's pfifo: mptcpdock's default leaf with that limit
-    assert (_egress(eth2).qdisc, _egress(eth2).queue) == (None, 30)
+    assert (_egress(eth2).qdisc, _egress(eth2).queue, eth2.get_qdisc()) == (None, 30, "pfifo")
     etr1a.set_bandwidth("10mbit")
     etr1a.set_qdisc("codel")
     with pytest.raises(TopologyError, match="both the codel qdisc and netem"):

@@ -174,6 +174,8 @@ class Interface:
             except ValueError:
                 raise _error(f"set_qdisc limit {limit!r} is not a number of packets", "write e.g. limit=\"100\"") from None
         self._shape(qdisc=None if name == "pfifo" else name, queue=queue)
+        if name == "pfifo":  # the default leaf again, whatever an earlier set_qdisc chose
+            self._egress().qdisc = None
         self._qdisc = name
 
     def get_qdisc(self) -> str | None:
