@@ -95,7 +95,7 @@ def binomial_loss_band(percent: float, packets: int, sigmas: float = 5.0) -> tup
 def check_netem_script(done: subprocess.CompletedProcess, workdir: Path) -> dict[str, float]:
     """tcp-udp-netem.py ran: ping answered, the TCP flow filled the bottleneck, the UDP flow
     kept its rate and lost what h2's netem drops, the netem lines are in the nodes, the capture
-    kept its first 500 packets. Returns the figures."""
+    kept its first 500 packets (a copy in packet_capture/, as NeST writes it). Returns the figures."""
     assert done.returncode == 0, done.stderr[-4000:]
     ping = re.search(r"(\d+) packets transmitted, (\d+) received", done.stdout)
     assert "=== PING from h1 to 10.0.2.2 ===" in done.stdout and ping, done.stdout[-2000:]
@@ -119,7 +119,7 @@ def check_netem_script(done: subprocess.CompletedProcess, workdir: Path) -> dict
     assert "loss 2%" in qdisc_line(h2, "h2-r1-0", "netem"), h2
     commands = (results / "commands.sh").read_text()
     assert re.search(r"netem delay 5000us 1000us distribution normal", commands), "r1's netem line"
-    pcap = workdir / "h2-eth2.pcap"
+    pcap = workdir / "packet_capture" / "h2-eth2.pcap"  # where NeST writes it
     assert pcap.is_file() and pcap_packets(pcap) == CAPTURED_PACKETS
     assert pcap_packets(results / "captures" / "h2-h2-r1-0.pcap") == CAPTURED_PACKETS
     return figures

@@ -6,6 +6,7 @@ examples/ differ only in their imports)."""
 from __future__ import annotations
 
 import difflib
+import re
 import struct
 from pathlib import Path
 
@@ -195,7 +196,10 @@ def test_capture_packets_marks_link_ends_and_keeps_count_and_file(tmp_path: Path
     links = eth1.ref.lab.topology.links
     assert (links[0].a.capture, links[0].b.capture, links[1].a.capture, links[1].b.capture) == (False, True, True, True)
     assert _session.session().capture_counts == {("h2", eth2.name): 10}
-    assert _session.session().capture_files == {("h2", eth2.name): str(tmp_path / "x.pcap")}
+    files = _session.session().capture_files  # where NeST writes them: packet_capture/ here
+    assert files[("h2", eth2.name)] == str(tmp_path / "packet_capture" / "x.pcap")
+    assert re.fullmatch(re.escape(str(tmp_path / "packet_capture" / "r1_r1-h1-0_")) + r"\d\d-\d\d-\d{4}-[\d:]{8}",
+                        files[("r1", etr1a.name)]), files
     for kwargs, message in (({"timeout": 5}, "timeout"), ({"output_format": "json"}, "output_format"),
                             ({"output_file": "y.pcap"}, "without an interface"), ({"snaplen": 9}, "snaplen")):
         with pytest.raises(TopologyError, match=message):

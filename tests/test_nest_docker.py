@@ -129,6 +129,6 @@ def test_a_nest_script_with_udp_ping_capture_and_a_tcp_sysctl_runs_on_this_kerne
     assert tcp["status"] == "ok" and tcp["goodput_bps"] >= TCP_SHARE_BAR * BOTTLENECK_BPS, tcp
     assert udp["status"] == "ok" and udp["goodput_bps"] >= UDP_SHARE_BAR * UDP_BPS, udp
     assert udp["udp"]["loss_percent"] < 1.0, udp  # no netem loss here; a queue may drop a few
-    assert pcap_packets(tmp_path / "h2.pcap") == 200
+    assert pcap_packets(tmp_path / "packet_capture" / "h2.pcap") == 200
     assert ecn == "1"  # configure_tcp_param("ecn", "1")
     assert nothing_left(lab)

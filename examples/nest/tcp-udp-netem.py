@@ -44,13 +44,16 @@ eth2.set_packet_loss("2%")
 # Is h2 reachable? (prints ping's output)
 h1.ping(eth2.get_address())
 
-# The first 500 packets h2 sends and receives on eth2, into h2-eth2.pcap
-h2.capture_packets(interface=eth2, packet_count=500, output_file="h2-eth2.pcap")
-
 tcp = Flow(h1, h2, eth2.get_address(), 0, 20, 1)
 udp = Flow(h2, h1, eth1.get_address(), 0, 20, 1)
 
 exp = Experiment("tcp-udp-netem")
 exp.add_tcp_flow(tcp, tool="iperf3")
 exp.add_udp_flow(udp, target_bandwidth="3mbit")
+
+# The first 500 packets h2 sends and receives on eth2, into packet_capture/h2-eth2.pcap (after
+# the add_*_flow calls: NeST deep-copies each flow with its nodes, and a node capturing holds a
+# process that cannot be copied)
+h2.capture_packets(interface=eth2, packet_count=500, output_file="h2-eth2.pcap")
+
 exp.run()

@@ -296,7 +296,7 @@ def _write_qdisc_stats(results_dir: Path, before: dict, after: dict) -> None:
 
 
 def _finish_captures(results_dir: Path) -> None:
-    """Node.capture_packets' packet_count (the first N packets kept) and output_file (a copy)."""
+    """Node.capture_packets' packet_count (the first N packets kept) and its copy in packet_capture/."""
     current = session()
     for (node, interface) in sorted(set(current.capture_counts) | set(current.capture_files)):
         pcap = Path(results_dir) / "captures" / f"{node}-{interface}.pcap"
@@ -306,6 +306,7 @@ def _finish_captures(results_dir: Path) -> None:
             _keep_first_packets(pcap, current.capture_counts[(node, interface)])
         if (node, interface) in current.capture_files:
             target = Path(current.capture_files[(node, interface)])
+            target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(pcap, target)
             _say(f"capture {node} {interface}: {target}")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import sys
+import time
 from pathlib import Path
 
 from ....api import NodeRef, caller_location, is_capturing
@@ -119,8 +120,9 @@ class Node:
         """Record what ``interface`` (default: every interface of this node) sends and receives
         during the experiment: tcpdump, started before the flows and stopped after them, into
         the results' ``captures/<node>-<interface>.pcap`` (headers: the topology's snaplen,
-        200 bytes). ``packet_count``: keep the first N packets (tshark -c N). ``output_file``
-        (with an interface): a copy of the pcap there, as NeST writes it."""
+        200 bytes). ``packet_count``: keep the first N packets (tshark -c N). A copy goes where
+        NeST writes it: ``packet_capture/OUTPUT_FILE`` in the current directory (default name
+        ``<node>_<interface>_<time>``; ``output_file`` needs an interface)."""
         source, line = caller_location()
 
         def refuse(what: str, fix: str) -> TopologyError:
@@ -147,13 +149,14 @@ class Node:
         if not targets:
             raise TopologyError(f"node {self.name!r} has no interface to capture on", source=source, line=line,
                                 fix="connect it first")
+        stamp = time.strftime("%d-%m-%Y-%H:%M:%S")  # NeST's default file name: <node>_<interface>_<time>
         for target in targets:
             link = target.ref.lab.topology.links[target.ref.link_index]
             (link.a if target.ref.side == 0 else link.b).capture = True
             if packet_count is not None:
                 session().capture_counts[(self.name, target.name)] = int(packet_count)
-            if output_file is not None:
-                session().capture_files[(self.name, target.name)] = str(Path(output_file).resolve())
+            file = output_file if output_file is not None else f"{self.name}_{target.name}_{stamp}"
+            session().capture_files[(self.name, target.name)] = str(Path("packet_capture", file).resolve())
 
     def ping(self, destination_address: "str | Address", preload: int = 1, packets: int = 5,
              verbose: int = 2) -> bool:
