@@ -103,6 +103,11 @@ def capturing() -> Iterator[list[Topology]]:
         _captured = previous
 
 
+def is_capturing() -> bool:
+    """Whether an export is running the script (nothing may touch Docker)."""
+    return _captured is not None
+
+
 def stop_if_capturing(topology: Topology) -> None:
     """Record ``topology`` and stop the script when an export is capturing."""
     if _captured is not None:
@@ -744,5 +749,5 @@ def env_duration(variable: str = "MPTCPDOCK_FLOW_DURATION") -> float | None:
 
 
 __all__ = ["Lab", "NodeRef", "LinkRef", "InterfaceRef", "shaping", "flow_model", "capturing", "ExportStop",
-           "stop_if_capturing", "positional_interfaces", "same_network", "topology_of_script", "ScriptRun",
+           "stop_if_capturing", "is_capturing", "positional_interfaces", "same_network", "topology_of_script", "ScriptRun",
            "current_script", "env_duration"]

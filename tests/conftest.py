@@ -24,6 +24,19 @@ def _private_state(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     monkeypatch.setenv("MPTCPDOCK_STATE_DIR", str(tmp_path_factory.getbasetemp() / "state"))
 
 
+@pytest.fixture()
+def fresh_nest_session(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The NeST layer's process-global session (nodes, links, config) empty before and after a
+    test, and its environment variables unset."""
+    from mptcpdock.compat.nest import _session
+
+    monkeypatch.delenv("MPTCPDOCK_LAB", raising=False)
+    monkeypatch.delenv("MPTCPDOCK_FLOW_DURATION", raising=False)
+    _session.reset()
+    yield
+    _session.reset()
+
+
 @pytest.fixture(scope="session")
 def kernel_probe():
     """What the Docker host's kernel has (runs the probe container once per session)."""

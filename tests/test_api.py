@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from mptcpdock.api import Lab, capturing, env_duration, positional_interfaces, same_network, topology_of_script
 from mptcpdock.cli import main
-from mptcpdock.compat.nest import _session, config
+from mptcpdock.compat.nest import config
 from mptcpdock.compat.nest.experiment import Experiment, Flow
 from mptcpdock.compat.nest.experiment.experiment import sanitize_lab_name
 from mptcpdock.compat.nest.topology import Node, Router, connect
@@ -36,12 +36,8 @@ SEED_TWINS = {
 
 
 @pytest.fixture(autouse=True)
-def _fresh_nest_session(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.delenv("MPTCPDOCK_LAB", raising=False)
-    monkeypatch.delenv("MPTCPDOCK_FLOW_DURATION", raising=False)
-    _session.reset()
-    yield
-    _session.reset()
+def _fresh(fresh_nest_session) -> None:
+    """Every test starts from an empty NeST session (conftest)."""
 
 
 def _diff(a: Topology, b: Topology) -> str:

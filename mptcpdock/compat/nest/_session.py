@@ -28,6 +28,10 @@ class Session:
         self.nodes: dict[str, "Node"] = {}
         self.networks: list["Network"] = []
         self.current_network: "Network | None" = None
+        self.experiment_name: str | None = None  # the last Experiment created (names a ping's lab)
+        #: Node.capture_packets: (node, interface) -> packet_count / output_file, applied after the run
+        self.capture_counts: dict[tuple[str, str], int] = {}
+        self.capture_files: dict[tuple[str, str], str] = {}
 
 
 _current: PerScript[Session] = PerScript(Session)

@@ -18,8 +18,8 @@ Environment:
 from __future__ import annotations
 
 import copy
+import json
 import os
-import re
 import shutil
 import sys
 from pathlib import Path
@@ -31,12 +31,15 @@ from ....experiment.runner import run_experiment
 from ....plan.checklist import make_checklist, render_checklist
 from ....report.table import render_table
 from ....runtime import lab as lab_api
+from ....runtime.docker_api import run_exec
 from ....runtime.progress import phase_lines
 from ....topology.model import Flow as FlowModel
 from ....topology.model import Topology
 from ....topology.validate import validate
-from .. import config
+from .. import _live, config
+from .._live import sanitize_lab_name
 from .._session import session
+from .._unsupported import UnsupportedClass, unsupported_attribute
 from ..topology.address import Address
 from ..topology.interface import Interface
 from ..topology.node import Node
@@ -97,12 +100,12 @@ class Flow:
         return Flow(source, destination, destination_interface.get_address(), start_time, stop_time,  # type: ignore[arg-type]
                     number_of_streams, source_address=source_interface.get_address())  # type: ignore[arg-type]
 
-    def _model(self, protocol: str, congestion: str | None, tool: str) -> FlowModel:
+    def _model(self, protocol: str, congestion: str | None, tool: str, bitrate: Any = None) -> FlowModel:
         return flow_model(self.source_node.name, self.destination_node.name, start=self.start_time,
                           stop=self.stop_time, dst_address=self.destination_address.get_addr(with_subnet=False),
                           src_address=self.source_address.get_addr(with_subnet=False),
                           streams=int(self.number_of_streams), protocol=protocol, congestion=congestion,
-                          tool=tool, source=session().lab.topology.source)
+                          tool=tool, bitrate=bitrate, source=session().lab.topology.source)
 
     def __repr__(self) -> str:
         return (f"Flow({self.source_node!r}, {self.destination_node!r}, {self.source_address!r}, "
@@ -116,6 +119,8 @@ class Experiment:
         self.name = name
         self.flows: list[FlowModel] = []
         self._flow_lines: list[int | None] = []
+        self.qdisc_stats: list[Interface] = []
+        session().experiment_name = name
 
     # flows --------------------------------------------------------------------------------
     def add_flow(self, flow: Flow) -> None:
@@ -131,9 +136,39 @@ class Experiment:
         """An MPTCP flow (run under mptcpize). NeST's defaults: cubic; netperf runs as iperf3."""
         self._add(flow, "mptcp", congestion_algorithm, tool, kwargs)
 
-    def add_udp_flow(self, flow: Flow, *args: Any, **kwargs: Any) -> None:
-        raise TopologyError("UDP flows are not supported by mptcpdock", source=caller_location()[0],
-                            line=caller_location()[1], fix="use add_tcp_flow or add_mptcp_flow")
+    def add_udp_flow(self, flow: Flow, target_bandwidth: Any = "1mbit", server_options: dict | None = None,
+                     client_options: dict | None = None) -> None:
+        """A UDP flow (iperf3 -u) at ``target_bandwidth`` per stream (NeST's default 1mbit);
+        loss and jitter are reported."""
+        source, line = caller_location()
+        options = {**(server_options or {}), **(client_options or {})}
+        if options:
+            raise TopologyError(f"iperf3 options {sorted(options)} are not supported by the NeST layer",
+                                source=source, line=line, fix="drop server_options/client_options")
+        bitrate = target_bandwidth
+        for attribute in ("string_value",):
+            bitrate = getattr(bitrate, attribute, bitrate)
+        self.flows.append(flow._model("udp", None, "iperf3", bitrate=bitrate))
+        self._flow_lines.append(line)
+
+    # qdisc statistics ---------------------------------------------------------------------
+    def require_qdisc_stats(self, interface: Interface, stats: Any = "") -> None:
+        """Record the counters of ``interface``'s qdisc (``tc -s -j qdisc show``) right after the
+        lab is up and after the flows, into the results' ``qdisc-stats.json``, and print them.
+        NeST samples them during the run; ``stats`` (a selection) is ignored there too."""
+        source, line = caller_location()
+        if stats:
+            raise TopologyError(f"require_qdisc_stats(stats={stats!r}): a selection of counters is not supported "
+                                "(NeST ignores it as well)", source=source, line=line,
+                                fix="drop stats: every counter tc reports is recorded")
+        if not isinstance(interface, Interface) or interface.get_qdisc() is None:
+            raise TopologyError("Given interface hasn't been assigned any qdisc.", source=source, line=line,
+                                fix="call interface.set_qdisc(...) first")
+        if interface not in self.qdisc_stats:
+            self.qdisc_stats.append(interface)
+
+    def __getattr__(self, name: str) -> Any:
+        return unsupported_attribute("Experiment", name)
 
     def _add(self, flow: Flow, protocol: str, congestion: str, tool: str, options: dict[str, Any]) -> None:
         source, line = caller_location()
@@ -148,14 +183,11 @@ class Experiment:
 
     # the model ----------------------------------------------------------------------------
     def lab_name(self) -> str:
-        return os.environ.get("MPTCPDOCK_LAB") or sanitize_lab_name(self.name)
+        return _live.lab_name(self.name)
 
     def topology(self) -> Topology:
         """The model of the script's network with this experiment's flows (nothing is run)."""
-        model = copy.deepcopy(session().lab.topology)
-        model.name = self.lab_name()
-        for link in model.links:
-            _collapse_symmetric_shaping(link)
+        model = _live.network_model(self.lab_name())
         for index, (flow, line) in enumerate(zip(self.flows, self._flow_lines)):
             model.flows.append(copy.deepcopy(flow))
             if line:
@@ -179,15 +211,19 @@ class Experiment:
              + (f" (flows shortened to {duration:g} s by MPTCPDOCK_FLOW_DURATION)" if duration else ""))
         if config.get_value("show_mptcp_checklist"):
             print(_checklist_text(topology), flush=True)
-        up = lab_api.bring_up(topology, allow_no_impairments=True, progress=_progress)
+        up = _live.take_over(topology) or _live.bring_up(topology, _progress)
         warning = up.state.warning()
         if warning:
             _say(f"warning: {warning}")
         result = None
         try:
+            before = _qdisc_counters(up, self.qdisc_stats)
             result = run_experiment(name, topology, duration=duration, results_root=results_root,
                                     progress=_progress, bring_up_if_needed=False, baseline=baseline)
             print(render_table(result.summary), flush=True)
+            if self.qdisc_stats:
+                _write_qdisc_stats(result.results_dir, before, _qdisc_counters(up, self.qdisc_stats))
+            _finish_captures(result.results_dir)
             if config.get_value("show_mptcp_checklist"):
                 print(_after_run_checklist(result.results_dir), flush=True)
             _say(f"results: {result.results_dir}")
@@ -207,18 +243,86 @@ class Experiment:
         return f"Experiment({self.name!r})"
 
 
-def sanitize_lab_name(name: str) -> str:
-    """A Docker-safe lab name from an experiment name: lower case, [a-z0-9_-], <= 24 characters."""
-    cleaned = re.sub(r"[^a-z0-9_-]+", "-", name.lower()).strip("-_")[:24].rstrip("-_")
-    return cleaned or "nest"
+class CoapApplication(UnsupportedClass):
+    fix = "use add_tcp_flow/add_udp_flow, or a topology file's 'tool: command' flow"
 
 
-def _collapse_symmetric_shaping(link: Any) -> None:
-    """NeST shapes each interface; when both ends of a link ask for the same, say it once on
-    the link (as a topology file would)."""
-    ends = [link.egress.get(link.a.node), link.egress.get(link.b.node)]
-    if ends[0] is not None and ends[0] == ends[1] and link.shaping.is_empty:
-        link.shaping, link.egress = ends[0], {}
+class MpegDashApplication(UnsupportedClass):
+    fix = "use add_tcp_flow, or a topology file's 'tool: command' flow"
+
+
+class SipApplication(UnsupportedClass):
+    fix = "use add_udp_flow, or a topology file's 'tool: command' flow"
+
+
+class Application(UnsupportedClass):
+    fix = "use add_tcp_flow/add_udp_flow, or a topology file's 'tool: command' flow"
+
+
+def _qdisc_counters(up: Any, interfaces: list[Interface]) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """(node, interface) -> the qdiscs of that interface with their counters (``tc -s -j``)."""
+    out: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for interface in interfaces:
+        result = run_exec(up.state.container(interface.node.name),
+                          ["tc", "-s", "-j", "qdisc", "show", "dev", interface.name])
+        if result.exit_code != 0:
+            raise RuntimeFailure(f"tc -s qdisc show dev {interface.name} in {interface.node.name} failed: "
+                                 f"{(result.stdout + result.stderr).strip()}")
+        out[(interface.node.name, interface.name)] = json.loads(result.stdout or "[]")
+        out[(interface.node.name, interface.name)].insert(0, {"_asked": interface.get_qdisc()})
+    return out
+
+
+def _write_qdisc_stats(results_dir: Path, before: dict, after: dict) -> None:
+    """qdisc-stats.json (per interface: the qdisc asked for, all qdiscs at the start and the
+    end) and one line per interface with its AQM's counters over the run."""
+    records = []
+    for (node, interface), end in after.items():
+        asked = end[0]["_asked"]
+        start = before.get((node, interface), [{}])[1:]
+        records.append({"node": node, "interface": interface, "qdisc": asked, "start": start, "end": end[1:]})
+        leaf = next((q for q in end[1:] if q.get("kind") == asked), None)
+        first = next((q for q in start if q.get("kind") == asked), {})
+        if leaf is None:
+            _say(f"qdisc stats {node} {interface}: no {asked} qdisc found (tc shows "
+                 f"{', '.join(q.get('kind', '?') for q in end[1:])})")
+            continue
+        delta = {key: leaf.get(key, 0) - first.get(key, 0) for key in ("bytes", "packets", "drops", "overlimits")}
+        extra = "".join(f", {key} {leaf[key] - first.get(key, 0)}" for key in ("ecn_mark", "ce_mark") if key in leaf)
+        print(f"qdisc {asked} on {node} {interface}: sent {delta['bytes']} bytes, {delta['packets']} packets, "
+              f"dropped {delta['drops']}, overlimits {delta['overlimits']}{extra}, backlog {leaf.get('backlog', 0)} "
+              "bytes at the end", flush=True)
+    (Path(results_dir) / "qdisc-stats.json").write_text(json.dumps(records, indent=2) + "\n")
+
+
+def _finish_captures(results_dir: Path) -> None:
+    """Node.capture_packets' packet_count (the first N packets kept) and its copy in packet_capture/."""
+    current = session()
+    for (node, interface) in sorted(set(current.capture_counts) | set(current.capture_files)):
+        pcap = Path(results_dir) / "captures" / f"{node}-{interface}.pcap"
+        if not pcap.is_file():
+            raise RuntimeFailure(f"the capture on {node} {interface} wrote no {pcap}")
+        if (node, interface) in current.capture_counts:
+            _keep_first_packets(pcap, current.capture_counts[(node, interface)])
+        if (node, interface) in current.capture_files:
+            target = Path(current.capture_files[(node, interface)])
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(pcap, target)
+            _say(f"capture {node} {interface}: {target}")
+
+
+def _keep_first_packets(pcap: Path, count: int) -> None:
+    """Cut a pcap file (libpcap format, as tcpdump -w writes it) after its first ``count`` packets."""
+    data = pcap.read_bytes()
+    if len(data) < 24:
+        return
+    order = "<" if data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+    offset, seen = 24, 0
+    while offset + 16 <= len(data) and seen < count:
+        captured = int.from_bytes(data[offset + 8:offset + 12], "little" if order == "<" else "big")
+        offset += 16 + captured
+        seen += 1
+    pcap.write_bytes(data[:offset])
 
 
 def _say(message: str) -> None:

@@ -7,12 +7,19 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from ....api import InterfaceRef, caller_location, shaping
 from ....errors import TopologyError
-from ....topology.model import ENDPOINT_FLAGS, Shaping
+from ....topology.model import DISTRIBUTIONS, ENDPOINT_FLAGS, Shaping
+from ....topology.units import UnitError, parse_percent, parse_time_us
+from .._unsupported import unsupported_attribute
 from .address import Address
 
 if TYPE_CHECKING:
     from .network import Network
     from .node import Node
+
+#: NeST's set_qdisc choices (0.4.4): these four map onto mptcpdock's AQM leaves, pfifo is its default leaf.
+NEST_QDISCS: tuple[str, ...] = ("codel", "fq_codel", "pie", "red", "pfifo")
+#: ... and these two have no mptcpdock equivalent.
+NEST_ONLY_QDISCS: tuple[str, ...] = ("choke", "fq_pie")
 
 #: NeST's default (``["subflow", "fullmesh", "signal"]`` on iproute2 >= 5.19) is refused by
 #: the kernel: an endpoint cannot be both signal and fullmesh. NeST's own default for older
@@ -31,6 +38,9 @@ class Interface:
         self.network = network
         self.pair: "Interface | None" = None
         self._address: Address | None = None
+        self._nest_delay: int | None = None  # NeST's self._delay (microseconds)
+        self._qdisc: str | None = None
+        self.netem_extras = False  # a set_packet_* or set_delay_distribution call: netem is required
 
     # addresses ----------------------------------------------------------------------------
     @property
@@ -72,26 +82,133 @@ class Interface:
         return None
 
     # shaping ------------------------------------------------------------------------------
+    # NeST keeps each interface's netem delay (``self._delay``) apart: set_delay_distribution adds
+    # its delay to it, set_packet_reordering adds its delay to it for the netem line only. The
+    # model keeps every parameter a call sets (NeST's ``tc qdisc change ... netem`` resets the
+    # ones a call does not name: docs/nest.md).
     def set_attributes(self, bandwidth: Any, delay: Any, qdisc: str | None = None, **kwargs: Any) -> None:
-        """Rate and delay of what this interface sends (htb, and netem for the delay)."""
-        if qdisc is not None or kwargs:
-            raise TopologyError(f"qdisc {qdisc!r} cannot be chosen here: mptcpdock shapes every link end "
-                                "with htb (plus netem for delay, jitter and loss)",
-                                source=caller_location()[0], line=caller_location()[1],
-                                fix="drop the qdisc argument")
-        self._shape(rate=_text(bandwidth), delay=_text(delay))
+        """Rate and delay of what this interface sends (htb, and netem for the delay); ``qdisc``
+        (with its ``**kwargs``) as :meth:`set_qdisc`."""
+        if kwargs and qdisc is None:
+            raise _error(f"set_attributes() got options {sorted(kwargs)} without a qdisc", "drop them")
+        link = self.ref.lab.topology.links[self.ref.link_index]
+        saved = (link.egress.get(self.node.name), self._nest_delay, self._qdisc)
+        try:
+            self.set_bandwidth(bandwidth)
+            self.set_delay(delay)
+            if qdisc is not None:
+                self.set_qdisc(qdisc, **kwargs)
+        except TopologyError:  # all or nothing, as one call
+            if saved[0] is None:
+                link.egress.pop(self.node.name, None)
+            else:
+                link.egress[self.node.name] = saved[0]
+            self._nest_delay, self._qdisc = saved[1], saved[2]
+            raise
 
     def set_bandwidth(self, bandwidth: Any) -> None:
         self._shape(rate=_text(bandwidth))
 
     def set_delay(self, delay: Any) -> None:
         self._shape(delay=_text(delay))
+        self._nest_delay = self._egress().delay
 
-    def _shape(self, **values: Any) -> None:
+    def set_packet_loss(self, loss_rate: Any, correlation_rate: Any = None) -> None:
+        """netem ``loss`` (percent, e.g. "1%") of what this interface sends."""
+        if correlation_rate is not None:
+            raise _error("set_packet_loss(correlation_rate=...): netem's loss correlation is not supported by "
+                         "mptcpdock", "drop correlation_rate (independent loss), or use set_packet_loss alone")
+        self._shape(loss=_percent(loss_rate, "loss_rate"))
+
+    def set_packet_corruption(self, corrupt_rate: Any, correlation_rate: Any = None) -> None:
+        """netem ``corrupt`` (percent): one bit flipped in that share of the packets sent."""
+        if correlation_rate is not None:
+            raise _error("set_packet_corruption(correlation_rate=...): netem's corruption correlation is not "
+                         "supported by mptcpdock", "drop correlation_rate")
+        self._shape(corrupt=_percent(corrupt_rate, "corrupt_rate"))
+
+    def set_packet_duplication(self, duplicate_rate: Any) -> None:
+        """netem ``duplicate`` (percent) of the packets sent."""
+        self._shape(duplicate=_percent(duplicate_rate, "duplicate_rate"))
+
+    def set_packet_reordering(self, delay: Any, reorder_rate: Any, gap: int | None = None) -> None:
+        """netem ``delay D reorder R``: R percent of the packets go at once, the others wait D,
+        where D is ``delay`` plus the interface's delay so far (as in NeST)."""
+        if gap is not None:
+            raise _error("set_packet_reordering(gap=...): netem's reorder gap is not supported by mptcpdock",
+                         "drop gap (reorder_rate percent of the packets are sent at once, the rest delayed)")
+        extra = _time_us(delay, "delay")
+        self._shape(delay_us=extra + (self._nest_delay or 0), reorder=_percent(reorder_rate, "reorder_rate"))
+
+    def set_delay_distribution(self, delay: Any, jitter: Any, distribution: Any) -> None:
+        """netem ``delay D JITTER distribution X``; D is ``delay`` plus the interface's delay so
+        far, as in NeST (which needs a set_delay first; here a missing one counts as 0)."""
+        name = str(getattr(distribution, "option", distribution))
+        if name not in DISTRIBUTIONS:
+            raise _error(f"delay distribution {name!r} is not supported by mptcpdock",
+                         "use one of " + ", ".join(DISTRIBUTIONS))
+        total = _time_us(delay, "delay") + (self._nest_delay or 0)
+        self._shape(delay_us=total, jitter_us=_time_us(jitter, "jitter"), distribution=name)
+        self._nest_delay = total
+
+    def set_qdisc(self, qdisc: str, **kwargs: Any) -> None:
+        """An AQM as this interface's queue: the leaf under its htb (NeST puts it in an IFB the
+        interface mirrors its egress to). codel, fq_codel, pie, red; pfifo is the default leaf.
+        ``limit=N`` (packets) is the queue limit; other options are errors."""
+        name = str(qdisc)
+        if name in NEST_ONLY_QDISCS:
+            raise _error(f"set_qdisc({name!r}): mptcpdock has no {name} leaf",
+                         "use one of codel, fq_codel, pie, red (or pfifo); cake and fq through a topology file")
+        if name not in NEST_QDISCS:
+            raise _error(f"{name} is not a valid Qdisc (NeST's: {', '.join(NEST_QDISCS + NEST_ONLY_QDISCS)})",
+                         "use one of codel, fq_codel, pie, red, pfifo")
+        options = dict(kwargs)
+        limit = options.pop("limit", None)
+        if options:
+            raise _error(f"set_qdisc({name!r}) options {sorted(options)} are not supported by mptcpdock "
+                         "(the qdisc keeps its kernel defaults)", "drop them; limit=N (packets) is supported")
+        queue = None
+        if limit is not None:
+            try:
+                queue = int(str(limit).rstrip("p"))
+            except ValueError:
+                raise _error(f"set_qdisc limit {limit!r} is not a number of packets", "write e.g. limit=\"100\"") from None
+        self._shape(qdisc=None if name == "pfifo" else name, queue=queue)
+        if name == "pfifo":  # the default leaf again, whatever an earlier set_qdisc chose
+            self._egress().qdisc = None
+        self._qdisc = name
+
+    def get_qdisc(self) -> str | None:
+        """The name of the qdisc set_qdisc gave this interface (NeST returns its Qdisc object)."""
+        return self._qdisc
+
+    def _egress(self) -> Shaping:
+        link = self.ref.lab.topology.links[self.ref.link_index]
+        return link.egress.get(self.node.name, Shaping())
+
+    def _shape(self, *, delay_us: int | None = None, jitter_us: int | None = None, qdisc: str | None = None,
+               queue: int | None = None, **values: Any) -> None:
+        source, line = caller_location()
         link = self.ref.lab.topology.links[self.ref.link_index]
         field = f"links[{self.ref.link_index}].egress.{self.node.name}"
-        new = shaping(field=field, source=self.ref.lab.topology.source, line=caller_location()[1], **values)
-        link.egress[self.node.name] = link.egress.get(self.node.name, Shaping()).merged(new)
+        new = shaping(field=field, source=source, line=line,
+                      **{key: values.pop(key) for key in ("rate", "delay") if key in values})
+        if delay_us is not None:
+            new.delay = delay_us
+        if jitter_us is not None:
+            new.jitter = jitter_us
+        new.qdisc, new.queue = qdisc, queue
+        for key, value in values.items():  # loss, corrupt, duplicate, reorder, distribution: already parsed
+            setattr(new, key, value)
+        merged = self._egress().merged(new)
+        if merged.qdisc is not None and merged.needs_netem:
+            raise _error(f"interface {self.name!r} would have both the {merged.qdisc} qdisc and netem (delay, "
+                         "loss, corruption, duplication or reordering): mptcpdock puts either as the leaf under htb",
+                         "give the AQM to one interface and the impairment to another (e.g. the peer, "
+                         "or the next hop's)")
+        link.egress[self.node.name] = merged
+        if {"loss", "corrupt", "duplicate", "reorder", "distribution"} & set(values):
+            self.netem_extras = True
 
     # MPTCP --------------------------------------------------------------------------------
     def enable_mptcp_endpoint(self, flags: Sequence[str] = DEFAULT_ENDPOINT_FLAGS) -> None:
@@ -121,8 +238,33 @@ class Interface:
                 return {address: endpoint.flags}
         return {}
 
+    def __getattr__(self, name: str) -> Any:
+        return unsupported_attribute("Interface", name)
+
     def __repr__(self) -> str:
         return f"Interface({self.name!r})"
+
+
+def _error(message: str, fix: str) -> TopologyError:
+    source, line = caller_location()
+    return TopologyError(message, source=source, line=line, fix=fix)
+
+
+def _percent(value: Any, what: str) -> float:
+    text = _text(value)
+    if not (isinstance(text, str) and text.strip().endswith("%")):  # NeST's Percentage: "<number>%"
+        raise _error(f"{what} {value!r} is not a percentage", 'write it as NeST does, e.g. "1%" or "0.5%"')
+    try:
+        return parse_percent(text)
+    except UnitError as exc:
+        raise _error(f"{what} {value!r}: {exc}", exc.fix) from None
+
+
+def _time_us(value: Any, what: str) -> int:
+    try:
+        return parse_time_us(_text(value), what=what)
+    except UnitError as exc:
+        raise _error(f"{what} {value!r}: {exc}", exc.fix) from None
 
 
 def _text(value: Any) -> Any:
