@@ -8,6 +8,7 @@ from mptcpdock.errors import KernelFeatureError, TopologyError
 from mptcpdock.plan.commands import make_plan
 from mptcpdock.runtime.probe import parse_probe, require
 from mptcpdock.topology.loader import load_topology_text, topology_to_yaml
+from mptcpdock.topology.model import LossModel, Shaping
 from mptcpdock.topology.validate import validate
 
 BASE = """name: t
@@ -54,6 +55,11 @@ BAD = {
                                     "links[0].distribution: a delay distribution without jitter"),
     "unknown distribution": ("    delay: 5ms\n    jitter: 1ms\n    distribution: cauchy\n", "unknown distribution 'cauchy'"),
     "corrupt out of range": ("    corrupt: 120%\n", "links[0].corrupt"),
+    "unknown loss model": ("    loss: {model: bernoulli, p: 1%}\n", "links[0].loss.model: loss model 'bernoulli'"),
+    "loss model without its first": ("    loss: {model: gemodel, r: 30%}\n", "loss model gemodel without p"),
+    "loss model, unknown key": ("    loss: {model: gemodel, p: 1%, h: 3%}\n", "links[0].loss.h: unknown key 'h'"),
+    "loss state leaving too often": ("    loss: {model: state, p13: 60%, p14: 50%}\n",
+                                     "links[0].loss: loss state: p13 + p14 = 110%"),
 }
 
 
@@ -80,3 +86,26 @@ def test_a_missing_aqm_qdisc_is_one_line_naming_the_kernel_and_the_qdisc():
                                                 "(6.18.44-fc-v1045) has no fq_codel qdisc (sch_fq_codel; of the AQM "
                                                 "qdiscs it has pie)"), text
     assert require(probe, netem_links=[], rate_links=True, allow_no_impairments=False, leaf_qdiscs={"pie": ["x"]}) is False
+
+
+def test_loss_models_become_netem_lines_with_iproute2s_defaults_and_round_trip():
+    plan = planned("  - endpoints: [h1, h2]\n    rate: 10mbit\n    loss: {model: gemodel, p: 5%, r: 50%}\n"
+                   "    egress: {h2: {loss: {model: state, p13: 5%, p31: 50%, p14: 1%}}}\n")
+    h1, h2 = plan.nodes["h1"].tc_lines(), plan.nodes["h2"].tc_lines()
+    assert h1[-1] == "qdisc add dev eth0 parent 1:1 handle 10: netem loss gemodel 5% 50% 100% 0% limit 17", h1
+    assert h2[-1] == "qdisc add dev eth0 parent 1:1 handle 10: netem loss state 5% 50% 0% 100% 1% limit 17", h2
+    again = validate(load_topology_text(topology_to_yaml(plan.topology)))
+    assert again.links[0].shaping == plan.topology.links[0].shaping and again.links[0].egress == plan.topology.links[0].egress
+    gemodel, state = again.links[0].shaping.loss_model, again.links[0].egress["h2"].loss_model
+    # Gilbert-Elliott: in the bad state p / (p + r) of the time, losing 1-h of it there
+    assert gemodel.stationary_loss() == pytest.approx(0.05 / 0.55)
+    # 4 states, only 1 <-> 3 and 1 -> 4 -> 1 reachable: pi3 = 0.1 pi1, pi4 = 0.01 pi1
+    assert state.stationary_loss() == pytest.approx(0.11 / 1.11, rel=1e-3)
+    assert again.links[0].egress["h2"].needs_netem and "loss state p13 5%" in state.describe()
+
+
+def test_a_loss_percentage_set_by_an_event_replaces_a_loss_model():
+    modelled = Shaping(loss_model=LossModel.with_defaults("gemodel", {"p": 1.0}))
+    assert modelled.loss_model.params == (("p", 1.0), ("r", 99.0), ("1-h", 100.0), ("1-k", 0.0))
+    assert modelled.merged(Shaping(loss=2.0)) == Shaping(loss=2.0)
+    assert modelled.merged(Shaping(rate=5)).loss_model == modelled.loss_model

@@ -141,6 +141,8 @@ def _netem_args(shaping: Shaping, queue: int) -> str:
             args += [f"{shaping.jitter}us", "distribution", shaping.distribution or "normal"]
     if shaping.loss:
         args += ["loss", f"{shaping.loss:g}%"]
+    elif shaping.loss_model is not None:
+        args += shaping.loss_model.netem_args()
     if shaping.corrupt:
         args += ["corrupt", f"{shaping.corrupt:g}%"]
     if shaping.duplicate:

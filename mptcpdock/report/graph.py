@@ -58,6 +58,8 @@ def shaping_text(shaping: Shaping, dropped: bool = False) -> str:
         impairments.append("jitter " + _time(shaping.jitter))
     if shaping.loss:
         impairments.append(f"loss {shaping.loss:g}%")
+    if shaping.loss_model is not None:
+        impairments.append(shaping.loss_model.describe())
     parts += [f"{item} (not applied)" for item in impairments] if dropped else impairments
     return ", ".join(parts) or "not shaped"
 

@@ -14,7 +14,8 @@ import yaml
 from ..errors import TopologyError
 from .bundled import resolve_topology_path
 from .model import (
-    EVENT_ACTIONS, Endpoint, EngineSpec, EndpointChange, Event, Flow, Link, LinkEnd, Mptcp, Node, Route, Shaping, Topology,
+    EVENT_ACTIONS, LOSS_MODELS, Endpoint, EngineSpec, EndpointChange, Event, Flow, Link, LinkEnd, LossModel, Mptcp, Node,
+    Route, Shaping, Topology,
 )
 from .traces import TraceError, load_trace
 from .units import (
@@ -326,7 +327,9 @@ def _shaping(reader: _Reader, spec: dict[str, Any], path: str) -> Shaping:
         shaping.delay = reader.unit(parse_time_us, spec["delay"], f"{path}.delay")
     if spec.get("jitter") is not None:
         shaping.jitter = reader.unit(lambda v: parse_time_us(v, what="jitter"), spec["jitter"], f"{path}.jitter")
-    if spec.get("loss") is not None:
+    if isinstance(spec.get("loss"), dict):
+        shaping.loss_model = _loss_model(reader, spec["loss"], f"{path}.loss")
+    elif spec.get("loss") is not None:
         shaping.loss = reader.unit(parse_percent, spec["loss"], f"{path}.loss")
     if spec.get("queue") is not None:
         shaping.queue = reader.integer(spec["queue"], f"{path}.queue")
@@ -339,6 +342,25 @@ def _shaping(reader: _Reader, spec: dict[str, Any], path: str) -> Shaping:
         if spec.get(key) is not None:
             setattr(shaping, key, reader.string(spec[key], f"{path}.{key}"))
     return shaping
+
+
+def _loss_model(reader: _Reader, spec: dict[str, Any], path: str) -> LossModel:
+    """``{model: gemodel, p: 1%, r: 30%, 1-h: 100%, 1-k: 0%}`` or ``{model: state, p13: ..., ...}``;
+    what is left out gets iproute2's default."""
+    model = spec.get("model")
+    if model not in LOSS_MODELS:
+        raise reader.error(f"{path}.model", f"loss model {model!r} is not one of netem's "
+                           f"({', '.join(LOSS_MODELS)})" if model is not None else "a loss mapping without model:",
+                           "write loss: {model: gemodel, p: 1%, r: 30%} (or a percentage for random loss)")
+    names = LOSS_MODELS[model]
+    spec = reader.mapping(spec, path, {"model", *names})
+    first = names[0]
+    if spec.get(first) is None:
+        raise reader.error(path, f"loss model {model} without {first}",
+                           f"give {first}: the probability of entering the lossy state, e.g. {first}: 1%")
+    given = {name: reader.unit(parse_percent, spec[name], f"{path}.{name}") for name in names
+             if spec.get(name) is not None}
+    return LossModel.with_defaults(model, given)
 
 
 def _trace(reader: _Reader, value: Any, path: str):
@@ -519,6 +541,9 @@ def _shaping_dict(shaping: Shaping) -> dict[str, Any]:
         out["jitter"] = format_time_us(shaping.jitter)
     if shaping.loss is not None:
         out["loss"] = format_percent(shaping.loss)
+    if shaping.loss_model is not None:
+        out["loss"] = {"model": shaping.loss_model.model,
+                       **{name: format_percent(value) for name, value in shaping.loss_model.params}}
     if shaping.queue is not None:
         out["queue"] = shaping.queue
     if shaping.trace is not None:

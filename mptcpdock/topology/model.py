@@ -90,6 +90,75 @@ AQM_QDISCS: tuple[str, ...] = ("fq_codel", "codel", "pie", "cake", "red", "fq")
 #: netem's parameters beyond delay/jitter/loss (``Shaping`` fields).
 NETEM_EXTRAS: tuple[str, ...] = ("corrupt", "duplicate", "reorder", "reorder_correlation", "distribution")
 DISTRIBUTIONS: tuple[str, ...] = ("normal", "pareto", "paretonormal")
+#: netem's correlated loss models (``loss: {model: ..., ...}``): each one's parameters, in
+#: netem's order, and the default iproute2 gives a parameter left out (percent; a function of
+#: the first parameter for the second).
+LOSS_MODELS: dict[str, tuple[str, ...]] = {
+    "gemodel": ("p", "r", "1-h", "1-k"),  # Gilbert-Elliott: good->bad, bad->good, loss in bad, loss in good
+    "state": ("p13", "p31", "p32", "p23", "p14"),  # the 4-state Markov model (Salsano et al.)
+}
+
+
+@dataclass(frozen=True)
+class LossModel:
+    """netem's ``loss gemodel P R 1-H 1-K`` or ``loss state P13 P31 P32 P23 P14``: every
+    parameter in percent, in netem's order (the loader fills in iproute2's defaults)."""
+
+    model: str
+    params: tuple[tuple[str, float], ...]
+
+    @classmethod
+    def with_defaults(cls, model: str, given: dict[str, float]) -> "LossModel":
+        """iproute2's defaults for what is not given: gemodel r = 100 - p, 1-h = 100, 1-k = 0;
+        state p31 = 100 - p13, p32 = 0, p23 = 100, p14 = 0."""
+        names = LOSS_MODELS[model]
+        first = given.get(names[0], 0.0)
+        defaults = {"gemodel": {"r": 100 - first, "1-h": 100.0, "1-k": 0.0},
+                    "state": {"p31": 100 - first, "p32": 0.0, "p23": 100.0, "p14": 0.0}}[model]
+        return cls(model, tuple((name, given.get(name, defaults.get(name, 0.0))) for name in names))
+
+    def value(self, name: str) -> float:
+        return dict(self.params)[name]
+
+    def netem_args(self) -> list[str]:
+        return ["loss", self.model, *(f"{value:g}%" for _, value in self.params)]
+
+    def describe(self) -> str:
+        return f"loss {self.model} " + " ".join(f"{name} {value:g}%" for name, value in self.params)
+
+    def stationary_loss(self) -> float:
+        """The long-run fraction of packets lost (0..1), as netem's chain runs it: gemodel
+        loses a packet with the loss probability of the state it was in; the 4-state model
+        loses it when the step lands in state 3 (burst) or 4 (isolated loss)."""
+        v = {name: value / 100 for name, value in self.params}
+        if self.model == "gemodel":
+            p, r = v["p"], v["r"]
+            if p + r == 0:
+                return v["1-k"]  # it never leaves the good state it starts in
+            return (r * v["1-k"] + p * v["1-h"]) / (p + r)
+        pi = _stationary(self.transitions())
+        return pi[2] + pi[3]
+
+    def transitions(self) -> list[list[float]]:
+        """The 4-state model's transition matrix (rows: from state 1..4)."""
+        v = {name: value / 100 for name, value in self.params}
+        p13, p31, p32, p23, p14 = (v[name] for name in LOSS_MODELS["state"])
+        return [[1 - p13 - p14, 0.0, p13, p14],
+                [0.0, 1 - p23, p23, 0.0],
+                [p31, p32, 1 - p31 - p32, 0.0],
+                [1.0, 0.0, 0.0, 0.0]]
+
+
+def _stationary(matrix: list[list[float]], steps: int = 20_000) -> list[float]:
+    """A Markov chain's long-run state occupancy from state 1 (netem's start), by averaging the
+    distribution over ``steps`` steps (exact enough, and defined for chains that are not
+    irreducible)."""
+    n = len(matrix)
+    dist, total = [1.0] + [0.0] * (n - 1), [0.0] * n
+    for _ in range(steps):
+        dist = [sum(dist[i] * matrix[i][j] for i in range(n)) for j in range(n)]
+        total = [t + d for t, d in zip(total, dist)]
+    return [t / steps for t in total]
 
 
 @dataclass
@@ -99,7 +168,7 @@ class Shaping:
     rate: int | None = None  # bit/s
     delay: int | None = None  # microseconds
     jitter: int | None = None  # microseconds
-    loss: float | None = None  # percent
+    loss: float | None = None  # percent (random loss; ``loss_model`` for netem's correlated models)
     queue: int | None = None  # packets
     trace: RateTrace | None = None  # the rate follows this trace during runs
     qdisc: str | None = None  # the leaf under htb: an AQM of AQM_QDISCS (None: pfifo, or netem when impaired)
@@ -108,16 +177,20 @@ class Shaping:
     reorder: float | None = None  # percent sent at once, the rest delayed (netem; needs delay)
     reorder_correlation: float | None = None  # percent
     distribution: str | None = None  # of the jitter: normal | pareto | paretonormal (netem; needs jitter)
+    loss_model: LossModel | None = None  # ``loss: {model: gemodel|state, ...}`` (instead of ``loss``)
 
     def merged(self, override: "Shaping | None") -> "Shaping":
         """This shaping with every field ``override`` sets replaced."""
         if override is None:
             return replace(self)
+        # a loss percentage and a loss model are one setting: the override's replaces either
+        overrides_loss = override.loss is not None or override.loss_model is not None
         return Shaping(
             rate=override.rate if override.rate is not None else self.rate,
             delay=override.delay if override.delay is not None else self.delay,
             jitter=override.jitter if override.jitter is not None else self.jitter,
-            loss=override.loss if override.loss is not None else self.loss,
+            loss=override.loss if overrides_loss else self.loss,
+            loss_model=override.loss_model if overrides_loss else self.loss_model,
             queue=override.queue if override.queue is not None else self.queue,
             trace=override.trace if override.trace is not None else self.trace,
             **{key: getattr(override, key) if getattr(override, key) is not None else getattr(self, key)
@@ -126,7 +199,8 @@ class Shaping:
 
     @property
     def needs_netem(self) -> bool:
-        return bool(self.delay or self.jitter or self.loss or self.corrupt or self.duplicate or self.reorder)
+        return bool(self.delay or self.jitter or self.loss or self.loss_model or self.corrupt or self.duplicate
+                    or self.reorder)
 
     @property
     def is_empty(self) -> bool:

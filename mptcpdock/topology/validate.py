@@ -430,6 +430,13 @@ def _check_netem_extras(check: _Checker, shaping: Shaping, field: str) -> None:
         value = getattr(shaping, key)
         if value is not None and not 0 <= value <= 100:
             raise check.fail(f"{field}.{key}", f"{key} {value:g}% is out of range", "write 0..100%")
+    model = shaping.loss_model
+    if model is not None and model.model == "state":
+        for first, second in (("p13", "p14"), ("p31", "p32")):
+            if model.value(first) + model.value(second) > 100:
+                raise check.fail(f"{field}.loss", f"loss state: {first} + {second} = "
+                                 f"{model.value(first) + model.value(second):g}% leave a state more than always",
+                                 f"make {first} + {second} at most 100%")
     if shaping.reorder and not shaping.delay:
         raise check.fail(f"{field}.reorder", "reorder without delay: netem reorders by sending some packets "
                          "at once and delaying the rest", "give a delay, e.g. delay: 10ms")
