@@ -106,6 +106,23 @@ def test_a_delay_set_keeps_loss_and_queue_and_rate():
     assert steps_of("  - {t: 2, link: primary, from: h1, set: {delay: 50ms}}\n", node="h2")[1] == []
 
 
+def test_a_loss_model_set_changes_the_leaf_needs_netem_and_is_restored():
+    plan, steps = steps_of("  - {t: 2, link: primary, from: h1, set: {loss: {model: gemodel, p: 5%, r: 50%}}}\n"
+                           "  - {t: 4, link: primary, from: h1, set: {loss: 2%}}\n")
+    assert steps == [
+        (2.0, "tc", "qdisc change dev eth0 parent 1:1 handle 10: netem delay 10000us loss gemodel 5% 50% 100% 0% "
+                    "limit 40"),
+        (4.0, "tc", "qdisc change dev eth0 parent 1:1 handle 10: netem delay 10000us loss 2% limit 40"),
+    ]
+    assert [(need.feature, need.field) for need in plan.kernel_needs] == [("netem", "events[0].set.loss"),
+                                                                          ("netem", "events[1].set.loss")]
+    _, modelled = steps_of("  - {t: 2, link: primary, from: h1, set: {loss: {model: state, p13: 1%}}}\n")
+    assert "loss state 1% 99% 0% 100% 0%" in modelled[0][2]
+    topology = topo("  - {t: 2, link: primary, from: h1, set: {loss: {model: state, p13: 1%}}}\n")
+    restored = [" ".join(s.args) for s in plan_events(topology, make_plan(topology)).schedules["h1"].restore]
+    assert "qdisc change dev eth0 parent 1:1 handle 10: netem delay 10000us loss 1% limit 40" in restored, restored
+
+
 def test_an_egress_that_gets_delay_events_has_a_netem_leaf_from_up():
     topology = topo("  - {t: 2, link: backup, set: {delay: 30ms, jitter: 5ms}}\n")
     lines = make_plan(topology).nodes["h1"].tc_lines()

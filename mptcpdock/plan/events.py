@@ -158,6 +158,8 @@ def describe(event: Event) -> str:
             parts.append(f"jitter={format_time_us(values.jitter)}")
         if values.loss is not None:
             parts.append(f"loss={format_percent(values.loss)}")
+        if values.loss_model is not None:
+            parts.append(f"loss={values.loss_model.model}")
         if values.queue is not None:
             parts.append(f"queue={values.queue}")
         text = f"{event.link} set {' '.join(parts)}"
@@ -276,8 +278,9 @@ class _Planner:
     def on_set(self, occ: Occurrence, event: Event, index: int) -> None:
         values = event.set
         assert values is not None
-        for param in ("delay", "jitter", "loss"):
+        for param in ("delay", "jitter", "loss", "loss_model"):
             if getattr(values, param) is not None:
+                param = "loss" if param == "loss_model" else param  # its YAML key
                 self.needs.append(KernelNeed("netem", f"events[{index}].set.{param}",
                                              _line_of(self.topology, f"events[{index}].set.{param}")
                                              or _line_of(self.topology, f"events[{index}]"), occ.label))
@@ -294,8 +297,8 @@ class _Planner:
             if new.rate != current.rate and self.htb[key] and new.rate is not None:
                 occ.steps.append(self._step(occ, node, "tc", ("class", "change", *dev, "parent", ROOT_HANDLE,
                                                               "classid", CLASS_ID, *htb_class_args(new.rate).split())))
-            leaf_changed = (new.delay, new.jitter, new.loss, queue) != (current.delay, current.jitter, current.loss,
-                                                                        self.queue[key])
+            leaf_changed = (new.delay, new.jitter, new.loss, new.loss_model, queue) != (
+                current.delay, current.jitter, current.loss, current.loss_model, self.queue[key])
             if leaf_changed and queue:
                 where = ("parent", CLASS_ID) if self.htb[key] else ("root",)
                 occ.steps.append(self._step(occ, node, "tc", ("qdisc", "change", *dev, *where, "handle", LEAF_HANDLE,
@@ -404,8 +407,8 @@ class _Planner:
                                                                     "classid", CLASS_ID,
                                                                     *htb_class_args(shaping.rate).split()),
                                              "restore", "restore"))
-            if (current.delay, current.jitter, current.loss, self.queue[key]) != (shaping.delay, shaping.jitter,
-                                                                                   shaping.loss, queue) and queue:
+            if (current.delay, current.jitter, current.loss, current.loss_model, self.queue[key]) != (
+                    shaping.delay, shaping.jitter, shaping.loss, shaping.loss_model, queue) and queue:
                 where = ("parent", CLASS_ID) if self.htb[key] else ("root",)
                 schedule.restore.append(Step(math.inf, node, "tc", ("qdisc", "change", *dev, *where, "handle",
                                                                     LEAF_HANDLE,
