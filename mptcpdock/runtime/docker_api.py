@@ -373,8 +373,23 @@ def create_container(
     return cid
 
 
+#: seconds a worker engine gets to learn of an overlay the manager has just created
+OVERLAY_KNOWN_S = 30.0
+
+
 def start_container(cid: str) -> None:
-    _api(cid).start(cid)
+    """Start a created container. On a swarm worker, an attachable overlay the manager created
+    a moment ago may not be known yet ("could not find a network matching network mode",
+    seen once in the VM tier while two earlier runs passed): retry that for OVERLAY_KNOWN_S."""
+    deadline = time.monotonic() + OVERLAY_KNOWN_S
+    while True:
+        try:
+            _api(cid).start(cid)
+            return
+        except APIError as exc:
+            if "could not find a network matching network mode" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.5)
 
 
 def wait_for_line(cid: str, line: str) -> tuple[bool, str]:
