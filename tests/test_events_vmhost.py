@@ -62,17 +62,26 @@ def test_a_set_event_changes_only_what_it_names_ping_shows_it(cli: Cli, figures:
         def probe() -> None:
             seen["ping"] = cli.exec(lab, "h1", "ping", "-D", "-n", "-i", "0.05", "-w", "50", "10.21.0.2")
 
-        def classes() -> None:  # after both events: the rate is still the one t=4 set
-            time.sleep(25)
-            seen["class"] = cli.exec(lab, "h1", "tc", "class", "show", "dev", "probe0")
+        run_over = threading.Event()
+        rates: list[str] = []
+
+        def classes() -> None:  # the htb class's rate, read every 0.5 s while the run goes
+            while not run_over.is_set():
+                shown = cli.exec(lab, "h1", "tc", "class", "show", "dev", "probe0")
+                rates.extend(re.findall(r" rate (\S+) ", shown)[:1])
+                time.sleep(0.5)
 
         threads = [threading.Thread(target=probe), threading.Thread(target=classes)]
         for thread in threads:
             thread.start()
-        output = cli.run("run", str(topology), "--lab", lab, "--results", str(tmp_path / "results"),
-                         "--no-plots").stdout
+        try:
+            output = cli.run("run", str(topology), "--lab", lab, "--results", str(tmp_path / "results"),
+                             "--no-plots").stdout
+        finally:
+            run_over.set()
         for thread in threads:
             thread.join()
+        restored = cli.exec(lab, "h1", "tc", "class", "show", "dev", "probe0")
     summary = summary_of(results_dir_of(output))
     t0 = summary["t0"]
     replies = [(float(m[1]) - t0, float(m[2])) for m in map(REPLY.match, seen["ping"].splitlines()) if m]
@@ -92,7 +101,11 @@ def test_a_set_event_changes_only_what_it_names_ping_shows_it(cli: Cli, figures:
     assert before >= 40.0
     assert abs(after_rate - before - serialisation) <= 1.0, (before, after_rate)
     assert abs(after_delay - after_rate - 30.0) <= 2.0, (after_rate, after_delay)
-    assert "rate 5Mbit" in seen["class"], seen["class"]
+    # While the run went, the class went from 10 to 5 Mbit/s (the event at t=4; the delay event
+    # at t=8 kept it); after the run, the topology's 10 Mbit/s is back (the restore step).
+    changes = [rate for i, rate in enumerate(rates) if i == 0 or rate != rates[i - 1]]
+    assert changes[:2] == ["10Mbit", "5Mbit"], rates
+    assert " rate 10Mbit " in restored, restored
     applied = summary["events"]["occurrences"]
     assert all(e["status"] == "applied" for e in applied), applied
     lag = summary["events"]["scheduling"]["start_lag"]
