@@ -48,6 +48,14 @@ def kernel_probe():
 
 
 @pytest.fixture()
+def mptcp_kernel(kernel_probe):
+    """The kernel probe, for tests that need MPTCP: they skip with the probe's reason without it."""
+    if not kernel_probe.mptcp:
+        pytest.skip(f"kernel {kernel_probe.kernel} has no MPTCP (probe: mptcp=no)")
+    return kernel_probe
+
+
+@pytest.fixture()
 def needs_netem(kernel_probe) -> None:
     if not kernel_probe.netem:
         pytest.skip(f"kernel {kernel_probe.kernel} has no netem qdisc (probe: netem=no)")

@@ -7,9 +7,6 @@ but the bars of the experiments issue."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -19,10 +16,11 @@ import pytest
 from mptcpdock.runtime import lab as lab_api
 from mptcpdock.topology.loader import load_topology
 
+from nest_scripts import results_dir, run_script
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 TOPOLOGIES = ROOT / "topologies"
-FLOW_SECONDS = "10"
 # The aggregate bar (issue 3's) compares whole runs: MPTCP's start (slow start on two subflows,
 # the second one opened after an ADD_ADDR) costs about 1.5 s at half rate, so at 20 s the ratio
 # lands at 0.95-0.98 (measured: 0.953 and 0.975 for ex.2 and ex.1); 30 s measures the
@@ -32,30 +30,6 @@ AGGREGATE_BAR_BPS = 19.0e6  # issue 3: two 10 Mbit/s paths
 BASELINE_RATIO_BAR = 0.95  # ... or this share of the single-path TCP sum measured in the same run
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
-
-
-@pytest.fixture()
-def mptcp_kernel(kernel_probe):
-    if not kernel_probe.mptcp:
-        pytest.skip(f"kernel {kernel_probe.kernel} has no MPTCP (probe: mptcp=no)")
-    return kernel_probe
-
-
-def run_script(script: Path, lab: str, workdir: Path, **env: str) -> subprocess.CompletedProcess:
-    """Run a NeST-layer script as a user would (its own process), always removing the lab."""
-    environment = {**os.environ, "MPTCPDOCK_LAB": lab, "MPTCPDOCK_FLOW_DURATION": FLOW_SECONDS, **env}
-    lab_api.tear_down(lab)
-    try:
-        return subprocess.run([sys.executable, str(script)], cwd=workdir, env=environment, capture_output=True,
-                              text=True, timeout=600)
-    finally:
-        lab_api.tear_down(lab)
-
-
-def only_results_dir(workdir: Path) -> Path:
-    dirs = sorted((workdir / "results").iterdir())
-    assert len(dirs) == 1, dirs
-    return dirs[0]
 
 
 def summary_of(results_dir: Path) -> dict[str, Any]:
@@ -95,7 +69,7 @@ def test_two_path_examples_reach_the_aggregate_bar(example: str, lab: str, tmp_p
     done = run_script(EXAMPLES / f"{example}.py", lab, tmp_path, MPTCPDOCK_BASELINE="1",
                       MPTCPDOCK_FLOW_DURATION=BAR_FLOW_SECONDS)
     assert done.returncode == 0, done.stderr[-3000:]
-    results = only_results_dir(tmp_path)
+    results = results_dir(tmp_path)
     summary = summary_of(results)
     assert not summary["incomplete"], summary["reasons"]
     item = flow(summary, "h1-h2")
@@ -110,7 +84,7 @@ def test_two_path_examples_reach_the_aggregate_bar(example: str, lab: str, tmp_p
 def test_mega_dumbbell_h2_uses_two_paths(tmp_path: Path, mptcp_kernel) -> None:
     done = run_script(EXAMPLES / "mptcp-mega-dumbbell.py", "nest-ex3", tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    summary = summary_of(only_results_dir(tmp_path))
+    summary = summary_of(results_dir(tmp_path))
     h2 = flow(summary, "h2-h6")
     assert h2["status"] == "ok" and h2["subflows"]["established"] >= 2, h2["subflows"]
     assert used_sender_interfaces(h2) == {"h2-r1-0", "h2-r2-0"}, h2["paths"]
@@ -131,7 +105,7 @@ def test_example_results_match_mptcpdock_run(tmp_path: Path, mptcp_kernel) -> No
     done = run_script(EXAMPLES / "mptcp-default-configuration.py", "nest-ex1s", tmp_path / "script",
                       MPTCPDOCK_FLOW_DURATION="4")
     assert done.returncode == 0, done.stderr[-3000:]
-    from_script = only_results_dir(tmp_path / "script")
+    from_script = results_dir(tmp_path / "script")
     twin = load_topology(TOPOLOGIES / "mptcp-default-configuration.yaml")
     for item in twin.flows:
         item.baseline = False  # the script asks for no single-path baseline; compare like with like
@@ -181,7 +155,7 @@ def test_trace_and_failures(tmp_path: Path, mptcp_kernel) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     commands = (good / "commands.sh").read_text()
     assert "docker exec nest-trace-h1" in commands and "iperf3" in commands
-    assert flow(summary_of(only_results_dir(good)), "h1-h2")["goodput_bps"] > 10e6
+    assert flow(summary_of(results_dir(good)), "h1-h2")["goodput_bps"] > 10e6
 
     bad = tmp_path / "bad"
     bad.mkdir()

@@ -25,13 +25,6 @@ from nest_scripts import (AQM_SCRIPT, BOTTLENECK_BPS, NETEM_SCRIPT, TCP_SHARE_BA
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 
-@pytest.fixture()
-def mptcp_kernel(kernel_probe):
-    if not kernel_probe.mptcp:
-        pytest.skip(f"kernel {kernel_probe.kernel} has no MPTCP (probe: mptcp=no)")
-    return kernel_probe
-
-
 def test_the_netem_script_runs_where_the_kernel_has_netem(tmp_path: Path, kernel_probe) -> None:
     if not kernel_probe.netem:
         pytest.skip(f"kernel {kernel_probe.kernel} has no netem qdisc (probe: netem=no)")
