@@ -88,7 +88,7 @@ def test_bad_events_fail_before_anything_starts_naming_file_line_field_and_fix(e
 def test_a_rate_set_changes_the_htb_class_with_every_parameter_and_leaves_the_leaf():
     _, steps = steps_of("  - {t: 4, link: primary, set: {rate: 5mbit}}\n")
     assert steps == [(4.0, "tc", "class change dev eth0 parent 1: classid 1:1 htb rate 5000000bit ceil 5000000bit "
-                                 "burst 3028 cburst 3028 quantum 62500")]
+                                 "burst 3125 cburst 3125 quantum 62500")]
 
 
 def test_a_delay_set_keeps_loss_and_queue_and_rate():

@@ -350,8 +350,8 @@ def htb(dev: str, rate: str, burst: int, quantum: int) -> list[str]:
             f"burst {burst} cburst {burst} quantum {quantum}"]
 
 
-FAST = ("100000000", 12_500, 200_000)  # 100 Mbit: burst = 1 ms at the rate; quantum capped
-SLOW = ("10000000", 3_028, 125_000)  # 10 Mbit: burst = two full frames (1 ms would be 1250 B)
+FAST = ("100000000", 62_500, 200_000)  # 100 Mbit: burst = 5 ms at the rate; quantum capped
+SLOW = ("10000000", 6_250, 125_000)  # 10 Mbit: burst = 5 ms at the rate (4.1 frames)
 
 
 def test_plan_ex1_ip_lines():
@@ -463,16 +463,18 @@ def test_default_queue_is_about_one_bdp():
 
 
 def test_htb_burst():
-    assert htb_burst(10_000_000) == 2 * MTU_FRAME
-    assert htb_burst(100_000_000) == 12_500
-    assert htb_burst(1_000_000_000) == 125_000
+    assert htb_burst(2_000_000) == 2 * MTU_FRAME  # 5 ms would be 1250 B: less than two frames
+    assert htb_burst(5_000_000) == 3_125
+    assert htb_burst(10_000_000) == 6_250
+    assert htb_burst(100_000_000) == 62_500
+    assert htb_burst(1_000_000_000) == 625_000
 
 
 @pytest.mark.parametrize("shaping, expected", [
     (Shaping(), []),
     (Shaping(rate=5_000_000), ["qdisc add dev x root handle 1: htb default 1",
                                "class add dev x parent 1: classid 1:1 htb rate 5000000bit ceil 5000000bit "
-                               "burst 3028 cburst 3028 quantum 62500",
+                               "burst 3125 cburst 3125 quantum 62500",
                                "qdisc add dev x parent 1:1 handle 10: pfifo limit 16"]),
     (Shaping(delay=20_000, jitter=2_000, loss=0.5), [
         "qdisc add dev x root handle 10: netem delay 20000us 2000us distribution normal loss 0.5% limit 1000"]),
@@ -480,7 +482,7 @@ def test_htb_burst():
     (Shaping(rate=1_000_000_000, loss=1.0, queue=500), [
         "qdisc add dev x root handle 1: htb default 1",
         "class add dev x parent 1: classid 1:1 htb rate 1000000000bit ceil 1000000000bit "
-        "burst 125000 cburst 125000 quantum 200000",
+        "burst 625000 cburst 625000 quantum 200000",
         "qdisc add dev x parent 1:1 handle 10: netem loss 1% limit 500"]),
 ])
 def test_plan_shaping_layouts(shaping, expected):
