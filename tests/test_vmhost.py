@@ -44,7 +44,8 @@ What is checked, and the model behind each bound:
   per 1514-byte frame), each single-path TCP baseline >= 0.95 of 10 Mbit x 1448/1514.
 * The kernel selftest simult_flows.sh, its five cases as topologies
   (topologies/simult-flows/): each direction's goodput >= 16 MiB / bound, with the
-  selftest's bound = 16 MiB / (0.9 (r1 + r2)) + 0.4 s (see test_simult_flows).
+  selftest's bound = 16 MiB / (0.9 (r1 + r2)) + 0.4 s (see test_simult_flows); the case the
+  selftest marks flaky, "unbalanced bwidth", has the bound reported and must aggregate.
 * The life cycle through the remote engine: up, status, exec, run (results copied out of
   the VM through the API), down leaving nothing labelled with the lab; two labs side by
   side with the same subnets; a container killed half-way through ``up`` leaving nothing.
@@ -315,6 +316,14 @@ SIMULT_CASES = {  # file: (rate1, rate2, delay1, delay2) as in run_test
     "unbalanced-bwidth-unbalanced-delay": (15, 5, 1, 25),
     "unbalanced-bwidth-opposed-delay": (15, 5, 25, 1),
 }
+# The selftest itself marks "unbalanced bwidth" (equal, zero delays) flaky
+# (MPTCP_LIB_SUBTEST_FLAKY=1 run_test ... "unbalanced bwidth", under "we still need some
+# additional infrastructure to pass the following test-cases"): its result is printed, and a
+# miss does not fail the suite. Here too the bound is reported, not required; what is required
+# is that MPTCP aggregates: each direction carries at least AGGREGATION times what the faster
+# path alone can carry, which a flow stuck on one path (or a subflow that never joined) cannot.
+FLAKY_UPSTREAM = {"unbalanced-bwidth"}
+AGGREGATION = 1.1
 
 
 @pytest.mark.parametrize("case", list(SIMULT_CASES))
@@ -326,7 +335,8 @@ def test_simult_flows(case: str, cli: Cli, figures: Recorder, tmp_path: Path):
     rate moves 16 MiB in the bound. The timed flow does not pay the connection set-up the
     0.4 s covers (iperf3 times from the data connection on), which the bound's 0.4 s and
     MP_JOIN's handshakes during the flow roughly offset; the checked rate is 0.91 of the
-    MPTCP framing limit (r1 + r2) x 1420/1514, so the test is no easier than the selftest's."""
+    MPTCP framing limit (r1 + r2) x 1420/1514, so the test is no easier than the selftest's.
+    The one case the selftest marks flaky (FLAKY_UPSTREAM) is held to aggregation instead."""
     path = SIMULT / f"{case}.yaml"
     rate1, rate2, delay1, delay2 = SIMULT_CASES[case]
     topology = yaml.safe_load(path.read_text())
@@ -345,16 +355,23 @@ def test_simult_flows(case: str, cli: Cli, figures: Recorder, tmp_path: Path):
     for name, direction in (("ns3-sends", "listener sends"), ("ns1-sends", "connector sends")):
         flow = flow_of(summary, name)
         goodput = flow["goodput_bps"]
-        ok = flow["status"] == "ok" and goodput >= needed and flow["subflows"]["established"] == 2
+        joined = flow["status"] == "ok" and flow["subflows"]["established"] == 2
+        bound = f">= 16 MiB / {bound_s:.3f} s"
+        required = needed
+        if case in FLAKY_UPSTREAM:
+            required = AGGREGATION * max(rate1, rate2) * 1e6 * MPTCP_PAYLOAD / FRAME
+            bound = (f"{'meets' if goodput >= needed else 'BELOW'} the selftest's {needed / 1e6:.2f}, which "
+                     f"upstream marks flaky; required: >= {AGGREGATION} x the faster path alone "
+                     f"({required / 1e6:.2f})")
+        ok = joined and goodput >= required
         figures.add(f"{case} ({rate1}/{rate2} Mbit, {delay1}/{delay2} ms), {direction} ({flow['status']})",
                     goodput / 1e6, "Mbit/s",
                     expected=needed / 1e6, ok=ok,
-                    bound=f">= 16 MiB / {bound_s:.3f} s; {goodput / framing:.3f} of the framing limit "
-                          f"{framing / 1e6:.2f}",
+                    bound=f"{bound}; {goodput / framing:.3f} of the framing limit {framing / 1e6:.2f}",
                     note=f"{flow['subflows']['established']} subflows, 16 MiB would take "
                          f"{SIZE * 8 / goodput if goodput else float('inf'):.2f} s")
         if not ok:
-            problems.append(f"{name}: {goodput / 1e6:.2f} Mbit/s (need {needed / 1e6:.2f}), "
+            problems.append(f"{name}: {goodput / 1e6:.2f} Mbit/s (need {required / 1e6:.2f}), "
                             f"{flow['subflows']['established']} subflows, status {flow['status']}")
     assert not problems, problems
 
