@@ -242,9 +242,10 @@ def test_auto_routes_make_loose_rp_filter_pass_and_strict_needs_source_routing()
 def test_path_warnings_name_endpoints_without_a_path_of_their_own():
     hand = resolved(HAND)
     warnings = path_warnings(hand, "h2", "h6")
-    # h2's subflow endpoint eth2b -> 10.0.13.2: the seed routes 10.0.13.0/24 via eth2a, and r1
-    # has no route back to 10.0.2.1 (loose rp_filter drops it).
-    assert any("10.0.2.1 (h2:eth2b) -> 10.0.13.2" in w and "r1 drops it" in w for w in warnings)
+    # h2's subflow endpoint eth2b -> 10.0.13.2: the kernel binds the subflow to eth2b (the
+    # endpoint's device), and the seed routes 10.0.13.0/24 via eth2a only.
+    assert any("10.0.2.1 (h2:eth2b) -> 10.0.13.2: does not get there: h2 has no route to 10.0.13.2 "
+               "through eth2b" in w for w in warnings)
     assert path_warnings(resolved(AUTO), "h2", "h6") == []
     unsourced = path_warnings(resolved(AUTO, source_routing=False), "h2", "h6")
     assert any("leaves h2 by eth2b, not eth2a" in w for w in unsourced)
@@ -313,3 +314,15 @@ def test_every_shipped_topology_routes_without_loops(path):
     for node in topology.nodes:
         for route in routing[node].routes:
             assert route.to == "default" or ipaddress.ip_network(route.to)
+
+
+def test_a_subflow_bound_to_its_endpoints_device_leaves_by_it():
+    """simult_flows' ns1 has a default route per interface (ns1eth2's with metric 101) and a
+    subflow endpoint with 'dev ns1eth2': the kernel binds that subflow to ns1eth2, so it
+    takes ns1eth2's default route, not the preferred one through ns1eth1."""
+    topology = validate(load_topology(TOPOLOGIES / "simult-flows" / "unbalanced-bwidth.yaml"))
+    assert path_warnings(topology, "ns1", "ns3", dst_address="10.0.3.3") == []
+    routing = compute_routing(topology)
+    bound = trace_packet(topology, routing, "ns1", "10.0.2.1", "10.0.3.3", bound="ns1eth2")
+    assert bound.delivered and bound.hops[0] == ("ns1", "ns1eth2")
+    assert trace_packet(topology, routing, "ns1", "10.0.2.1", "10.0.3.3").hops[0] == ("ns1", "ns1eth1")

@@ -249,7 +249,7 @@ def _assess(topology: Topology, client: str, server: str, local: str, remote: st
             return CandidateSubflow(local, remote, origin, bound, False,
                                     f"bound to {client}'s {bound}, but {where}: the kernel cannot send this SYN")
         return CandidateSubflow(local, remote, origin, None, False, f"{client} has no route to {remote}")
-    forward = trace_packet(topology, tables, client, local, remote)
+    forward = trace_packet(topology, tables, client, local, remote, bound)
     if not forward.delivered:
         return CandidateSubflow(local, remote, origin, route.interface, False,
                                 f"the SYN does not get there: {forward.problem}")

@@ -438,10 +438,13 @@ class Lookup:
     route: str  # the matching prefix, for messages
 
 
-def lookup(topo: Topology, routing: dict[str, NodeRouting], node: str, src: str | None, dst: str) -> Lookup | None:
+def lookup(topo: Topology, routing: dict[str, NodeRouting], node: str, src: str | None, dst: str,
+           dev: str | None = None) -> Lookup | None:
     """The kernel's choice on ``node`` for a packet from ``src`` (None: not chosen yet)
     to ``dst``: rules by priority, longest prefix first in each table, connected subnets in
-    main. None when no table routes it."""
+    main. With ``dev`` (a socket bound to it, as a subflow of an endpoint with a device is)
+    only routes through that interface count, as the kernel skips other output devices.
+    None when no table routes it."""
     target = ipaddress.ip_address(dst)
     family = target.version
     own = interfaces(topo, node, family)
@@ -458,6 +461,7 @@ def lookup(topo: Topology, routing: dict[str, NodeRouting], node: str, src: str 
             if target in prefix:
                 candidates.append((prefix.prefixlen, -(route.metric or 0),
                                    Lookup(route.dev, route.via or dst, table, route.to)))
+        candidates = [item for item in candidates if dev is None or item[2].dev == dev]
         if candidates:
             return max(candidates, key=lambda item: (item[0], item[1]))[2]
     return None
@@ -489,9 +493,11 @@ class PacketPath:
         return [dev for name, dev in self.hops if name == node]
 
 
-def trace_packet(topo: Topology, routing: dict[str, NodeRouting], node: str, src: str, dst: str) -> PacketPath:
+def trace_packet(topo: Topology, routing: dict[str, NodeRouting], node: str, src: str, dst: str,
+                 bound: str | None = None) -> PacketPath:
     """Follow a packet from ``node`` (source address ``src``) to ``dst`` through the
-    computed tables, applying each receiving node's reverse-path filter."""
+    computed tables, applying each receiving node's reverse-path filter. ``bound``: the
+    sending socket is bound to that interface of ``node`` (the first hop must use it)."""
     hops: list[tuple[str, str]] = []
     current, first = node, True
     family = family_of(dst)
@@ -502,9 +508,10 @@ def trace_packet(topo: Topology, routing: dict[str, NodeRouting], node: str, src
             return PacketPath(hops, True)
         if not first and not forwards(topo, current, family):
             return PacketPath(hops, False, f"{current} does not forward IPv{family} packets")
-        found = lookup(topo, routing, current, src, dst)
+        found = lookup(topo, routing, current, src, dst, bound if first else None)
         if found is None:
-            return PacketPath(hops, False, f"{current} has no route to {dst}")
+            through = f" through {bound}, the interface its socket is bound to" if first and bound else ""
+            return PacketPath(hops, False, f"{current} has no route to {dst}{through}")
         hops.append((current, found.dev))
         link = next(link for link in topo.links_of(current) if link.end(current).interface == found.dev)
         peer = link.peer(current)
@@ -543,6 +550,7 @@ class Attempt:
     peer: str
     remote: str
     why: str
+    bound: str | None = None  # the interface the subflow's socket is bound to (an endpoint's device)
 
 
 def _endpoints(topo: Topology, node: str) -> list[tuple[str, str, tuple[str, ...]]]:
@@ -579,10 +587,10 @@ def subflow_attempts(topo: Topology, routing: dict[str, NodeRouting], client: st
         if "subflow" in flags and address != client_address and families_match(server_address, address,
                                                                                 server_address):
             attempts.append(Attempt(client, address, server, server_address,
-                                    f"{client}'s subflow endpoint {interface}"))
+                                    f"{client}'s subflow endpoint {interface}", interface))
 
     def announced(by: str, to: str, eps, initial: str, peer_initial: str) -> None:
-        fullmesh = [address for _, address, flags in _endpoints(topo, to) if "fullmesh" in flags]
+        fullmesh = {address: device for device, address, flags in _endpoints(topo, to) if "fullmesh" in flags}
         for interface, address, flags in eps:
             if "signal" not in flags or address == initial:
                 continue
@@ -594,7 +602,8 @@ def subflow_attempts(topo: Topology, routing: dict[str, NodeRouting], client: st
                 [_routed_source(topo, routing, to, address) or fallback]
             for source in sources:
                 if source is not None and families_match(server_address, source, address):
-                    attempts.append(Attempt(to, source, by, address, f"{by} signals {address} ({interface})"))
+                    attempts.append(Attempt(to, source, by, address, f"{by} signals {address} ({interface})",
+                                            fullmesh.get(source)))
 
     announced(server, client, server_eps, server_address, client_address)
     announced(client, server, client_eps, client_address, server_address)
@@ -649,7 +658,7 @@ def _attempt_warnings(topo: Topology, routing: dict[str, NodeRouting], attempt: 
     owner = _owner(topo, attempt.local)
     interface = owner[1] if owner else "?"
     label = f"{attempt.why}: subflow {attempt.local} ({attempt.node}:{interface}) -> {attempt.remote}"
-    forward = trace_packet(topo, routing, attempt.node, attempt.local, attempt.remote)
+    forward = trace_packet(topo, routing, attempt.node, attempt.local, attempt.remote, attempt.bound)
     if not forward.delivered:
         leaves = f"it leaves {attempt.node} by {forward.hops[0][1]} and " if forward.hops else ""
         return [f"{label}: does not get there: {leaves}{forward.problem}"]
