@@ -74,6 +74,7 @@ LINK_HOST="${LINK%%,*}"
 LINK_VM="${LINK#*,}"
 TAP="${MPTCPDOCK_VM_TAP:-mpdswarm0}"
 LINK_MAC=52:54:00:fd:00:02        # the guest's swarm NIC, found by this address
+KEY_HOLDER=mptcpdock-vm-keys      # the idle container hold_keys starts
 
 # The recipe: any change here (or in the guest files below) changes the hash, so `start` rebuilds.
 RECIPE_VERSION=3
@@ -154,6 +155,16 @@ sysctl -qw net.bridge.bridge-nf-call-iptables=0 net.bridge.bridge-nf-call-ip6tab
 # (a loop of `ping -c1` beside an iperf3 flow panicked 2 vCPUs within a minute, every time).
 # With one holder alive the key never changes: the same loop ran 300 pings without a fault.
 ping -q -i 3600 127.0.0.1 > /dev/null 2>&1 &
+# The same for the keys a container's start or a lab's clsact turns on, now, while nothing
+# runs: the first child memory cgroup turns the slab allocator's memcg key on (a container's
+# runc died in kmem_cache_alloc on that key's int3 as the first container started); a live
+# cpuset cgroup holds the cpuset keys; a clsact on lo holds the ingress and egress hook keys
+# (each lab's first clsact would flip them otherwise). The device-cgroup BPF key is held by
+# a container that vm-host.sh starts once the node image is in (hold_keys).
+echo "+memory +cpuset" > /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null ||
+    say "could not enable the memory and cpuset controllers"
+mkdir -p /sys/fs/cgroup/mptcpdock-keys || say "could not create the key-holding cgroup"
+tc qdisc add dev lo clsact 2>/dev/null || say "could not add a clsact qdisc to lo"
 
 mkdir -p /var/log
 # The host reaches this only through QEMU's forward on its 127.0.0.1; --tls=false says so
@@ -679,12 +690,24 @@ cmd_start() {
         sleep 1
     done
     say "engine answering $((SECONDS - t0)) s after boot: $(vm_docker "$port" version -f 'Docker {{.Server.Version}}, API {{.Server.APIVersion}}' 2>/dev/null), kernel $(vm_docker "$port" info -f '{{.KernelVersion}}' 2>/dev/null)"
-    [ "$with_image" -eq 0 ] || load_image "$port" ""
+    [ "$with_image" -eq 0 ] || { load_image "$port" ""; hold_keys "$port"; }
     if [ "$swarm_link" -eq 1 ]; then
         link_guest "$port"
         print_link_line
     fi
     print_host_line "$port"
+}
+
+# One idle container for the VM's life: with it, the device-cgroup BPF program count never
+# drops to 0 between labs, so its static key is not patched again (see the guest init's
+# holders: under multi-threaded TCG a patched static key can kill the guest). No network, no
+# capabilities, no lab label (the tier's checks for leftovers look for that label).
+hold_keys() {
+    local port="$1"
+    vm_docker "$port" rm -f "$KEY_HOLDER" >/dev/null 2>&1 || true
+    vm_docker "$port" run -d --name "$KEY_HOLDER" --network none --cap-drop ALL --restart no \
+        "$(node_image_tag)" sleep infinity >/dev/null || die "starting the key-holding container failed (see above)"
+    say "static keys held: $KEY_HOLDER (idle, no network)"
 }
 
 # Power the guest off through QEMU's monitor; kill the QEMU if it is still there after a while.
