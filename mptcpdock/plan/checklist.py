@@ -140,32 +140,12 @@ def lookup_route(topology: Topology, node: str, address: str, *, source: str | N
     routing = tables or compute_routing(topology)
     target = ipaddress.ip_address(address)
     interfaces = node_interfaces(topology, node, target.version)
-    if interface is None:
-        found = lookup(topology, routing, node, source, address)
-        if found is None:
-            return None
-        return RouteChoice(found.dev, source or interfaces[found.dev][0], found.next_address)
-    if interface not in interfaces:
+    if interface is not None and interface not in interfaces:
         return None  # the interface carries no address of the target's family
-    order = [rule.table for rule in sorted(routing[node].rules, key=lambda r: r.priority)
-             if source is not None and rule.src == source] + [None]
-    for table in order:
-        if table is None and target in interfaces[interface][1]:
-            return RouteChoice(interface, source or interfaces[interface][0], address)
-        matches = []
-        for route in routing[node].table(table, target.version):
-            prefix = route.network()
-            if target in prefix:
-                matches.append((prefix.prefixlen, -(route.metric or 0), route))
-        if matches:
-            best = max(matches, key=lambda item: (item[0], item[1]))[2]
-            if best.dev == interface:
-                return RouteChoice(interface, source or interfaces[interface][0], best.via)
-            via_bound = [item for item in matches if item[2].dev == interface]
-            if via_bound:
-                route = max(via_bound, key=lambda item: (item[0], item[1]))[2]
-                return RouteChoice(interface, source or interfaces[interface][0], route.via)
-    return None
+    found = lookup(topology, routing, node, source, address, interface)
+    if found is None:
+        return None
+    return RouteChoice(found.dev, source or interfaces[found.dev][0], found.next_address)
 
 
 def owner_interface(topology: Topology, node: str, address: str) -> str | None:
