@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -349,12 +350,13 @@ def test_node_scripts_are_valid_sh_and_take_values_as_arguments(name: str):
     assert _script(name)[:3] == ["sh", "-c", SCRIPTS[name]]  # the constant text itself, never formatted
 
 
-def test_the_event_agent_is_valid_bash_and_reaches_nodes_as_an_argument():
-    from mptcpdock.experiment.node_scripts import BASH_SCRIPTS, EVENTS
+@pytest.mark.parametrize("name", ["EVENTS", "SAMPLER"])
+def test_the_bash_agents_are_valid_bash_and_reach_nodes_as_arguments(name: str):
+    from mptcpdock.experiment.node_scripts import BASH_SCRIPTS
 
-    checked = subprocess.run(["bash", "-n", "-c", EVENTS], capture_output=True, text=True)
+    checked = subprocess.run(["bash", "-n", "-c", BASH_SCRIPTS[name]], capture_output=True, text=True)
     assert checked.returncode == 0, checked.stderr
-    assert set(BASH_SCRIPTS) == {"EVENTS"} and 'bash -c "$events"' in SCRIPTS["AGENT"]
+    assert set(BASH_SCRIPTS) == {"EVENTS", "SAMPLER"} and f'bash -c "${name.lower()}"' in SCRIPTS["AGENT"]
 
 
 def test_table_shows_goodput_subflows_paths_and_the_baseline_ratio():
@@ -377,3 +379,27 @@ def test_table_shows_goodput_subflows_paths_and_the_baseline_ratio():
     assert "eth2a (10.0.0.1->192.168.10.2): 23.0 MB 50%" in table and "10.0.2.1" not in table
     assert "= 0.970 of single-path TCP 19.00 Mbit/s" in table
     assert "dropped on r2-h2" in table and "INCOMPLETE: interrupted" in table
+
+
+@pytest.mark.skipif(shutil.which("ss") is None, reason="ss (iproute2) is not installed on this machine")
+def test_the_sampler_writes_what_parse_samples_reads_one_sample_per_slot(tmp_path: Path):
+    """The sampler's own output, run here for 1 s at a 0.25 s period: every block parses, with
+    this machine's interfaces, and missed slots are skipped (never more samples than slots)."""
+    from mptcpdock.experiment.node_scripts import SAMPLER
+    from mptcpdock.report.parsers import parse_samples
+
+    out = tmp_path / "samples.txt"
+    with out.open("w") as sink:
+        sampler = subprocess.Popen(["bash", "-c", SAMPLER, "mptcpdock-sampler", "250000"], stdout=sink,
+                                   stderr=subprocess.STDOUT)
+        try:
+            sampler.wait(timeout=1.0)
+        except subprocess.TimeoutExpired:
+            pass
+        finally:
+            sampler.kill()
+            sampler.wait()
+    samples = parse_samples(out.read_text())
+    assert 2 <= len(samples) <= 5, out.read_text()[:2000]
+    assert all(later.time > earlier.time for earlier, later in zip(samples, samples[1:]))
+    assert all("lo" in sample.interfaces for sample in samples[:-1])

@@ -9,13 +9,14 @@ at the end.
 
 from __future__ import annotations
 
-#: args: RUN_DIR MONITOR(0|1) PERIOD EVENTS_SCRIPT. Records the node's settings, starts
-#: ``ip -ts mptcp monitor`` (every line timestamped) when asked, ONE sampler loop
-#: (``ss -tinMOH`` + ``/proc/net/dev`` every PERIOD seconds) and, when RUN_DIR/schedule.txt
-#: exists, the node's event agent (:data:`EVENTS`, under bash; it waits for RUN_DIR/t0); then
-#: returns, printing the node's clock (epoch microseconds: the Docker host's).
+#: args: RUN_DIR MONITOR(0|1) PERIOD_US EVENTS_SCRIPT SAMPLER_SCRIPT. Records the node's
+#: settings, starts ``ip -ts mptcp monitor`` (every line timestamped) when asked, ONE sampler
+#: loop (:data:`SAMPLER`, under bash: ``ss -tinMOH`` + ``/proc/net/dev`` every PERIOD_US
+#: microseconds) and, when RUN_DIR/schedule.txt exists, the node's event agent (:data:`EVENTS`,
+#: under bash; it waits for RUN_DIR/t0); then returns, printing the node's clock (epoch
+#: microseconds: the Docker host's).
 AGENT = r"""set -u
-dir=$1; monitor=$2; period=$3; events=$4
+dir=$1; monitor=$2; period=$3; events=$4; sampler=$5
 mkdir -p "$dir"
 {
   echo "date=$(date +%s.%N) tz=$(date +%z) kernel=$(uname -r)"
@@ -38,15 +39,7 @@ if [ "$monitor" = 1 ]; then
   ip -ts mptcp monitor > "$dir/monitor.log" 2>&1 &
   echo $! > "$dir/monitor.pid"
 fi
-(
-  while :; do
-    echo "@ $(date +%s.%N)"
-    ss -tinMOH
-    echo "%dev"
-    cat /proc/net/dev
-    sleep "$period"
-  done
-) > "$dir/samples.txt" 2>&1 &
+bash -c "$sampler" mptcpdock-sampler "$period" > "$dir/samples.txt" 2>&1 &
 echo $! > "$dir/sampler.pid"
 if [ -s "$dir/schedule.txt" ]; then
   bash -c "$events" mptcpdock-events "$dir" > "$dir/events.err" 2>&1 &
@@ -108,6 +101,31 @@ while IFS= read -r line; do
   apply "$target" "${f[@]:1}"
 done < "$dir/schedule.txt"
 echo "done ${EPOCHREALTIME/./}" > "$dir/events.done"
+"""
+
+#: args: PERIOD_US (bash). The sampler: at t, t + PERIOD, t + 2 PERIOD, ... prints '@ EPOCH'
+#: (seconds, microsecond digits), ``ss -tinMOH`` and '%dev' + /proc/net/dev. ss is its only
+#: process per sample: the clock, the file and the wait are builtins (``read -t`` on a FIFO),
+#: because every fork costs the node CPU that its flows need (on a software-emulated Docker
+#: host, date + cat + sleep cost more than ss itself). A sample that ends after the next one
+#: was due makes the sampler skip the slots it missed, never run them back to back.
+SAMPLER = r"""set -u
+period=$1
+fifo=$(mktemp -u /tmp/mptcpdock-sampler.XXXXXX)
+mkfifo "$fifo" && exec 9<>"$fifo"; rm -f "$fifo"
+next=${EPOCHREALTIME/./}
+while :; do
+  printf '@ %s\n' "$EPOCHREALTIME"
+  ss -tinMOH
+  mapfile -t dev < /proc/net/dev
+  printf '%%dev\n'; printf '%s\n' "${dev[@]}"
+  now=${EPOCHREALTIME/./}
+  next=$((next + period))
+  if [ "$next" -le "$now" ]; then next=$((now + period - (now - next) % period)); fi
+  left=$((next - now))
+  printf -v secs '%d.%06d' $((left / 1000000)) $((left % 1000000))
+  read -r -t "$secs" -u 9 _ || :
+done
 """
 
 #: Shell lines that run "$@" recording, under $dir/$name: its start and end times, pid,
@@ -251,5 +269,5 @@ exit 0
 SCRIPTS = {"AGENT": AGENT, "SERVER": SERVER, "CLIENT": CLIENT, "RESTORE": RESTORE, "FINISH": FINISH, "CAT": CAT,
            "KILL": KILL, "CAPTURE": CAPTURE}
 #: Scripts that need bash (the node image has it); they reach a node as an argument of one of
-#: the above (EVENTS: AGENT starts it), never as an exec of their own.
-BASH_SCRIPTS = {"EVENTS": EVENTS}
+#: the above (EVENTS and SAMPLER: AGENT starts them), never as an exec of their own.
+BASH_SCRIPTS = {"EVENTS": EVENTS, "SAMPLER": SAMPLER}

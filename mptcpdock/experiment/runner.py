@@ -59,7 +59,7 @@ from ..runtime.state import LabState
 from ..topology.loader import topology_to_dict, topology_to_yaml
 from ..topology.model import Flow, Topology
 from ..topology.validate import validate
-from .node_scripts import BASH_SCRIPTS, EVENTS, SCRIPTS
+from .node_scripts import BASH_SCRIPTS, EVENTS, SAMPLER, SCRIPTS
 
 RUN_DIR_IN_NODE = "/tmp/mptcpdock-run"
 LEAD_SECONDS = 1.0  # between the servers listening and t=0 (more with many agents: see _lead)
@@ -447,7 +447,8 @@ def _put_schedule(run: Run, node: str) -> bool:
 def _start_agent(run: Run, node: str) -> None:
     monitor = node in run.monitors_requested or node in run.monitors_added
     scheduled = _put_schedule(run, node)
-    argv = _script("AGENT") + [run.node_dir, "1" if monitor else "0", f"{run.sample_period:g}", EVENTS]
+    argv = _script("AGENT") + [run.node_dir, "1" if monitor else "0", str(round(run.sample_period * 1e6)), EVENTS,
+                              SAMPLER]
     what = ("ip -ts mptcp monitor > monitor.log; " if monitor else "") + \
         f"every {run.sample_period:g} s: ss -tinMOH, /proc/net/dev > samples.txt" + \
         ("; the event agent waits for t0, then applies schedule.txt" if scheduled else "")
