@@ -390,7 +390,7 @@ def test_the_sampler_writes_what_parse_samples_reads_one_sample_per_slot(tmp_pat
 
     out = tmp_path / "samples.txt"
     with out.open("w") as sink:
-        sampler = subprocess.Popen(["bash", "-c", SAMPLER, "mptcpdock-sampler", "250000"], stdout=sink,
+        sampler = subprocess.Popen(["bash", "-c", SAMPLER, "mptcpdock-sampler", str(tmp_path), "250000"], stdout=sink,
                                    stderr=subprocess.STDOUT)
         try:
             sampler.wait(timeout=1.0)

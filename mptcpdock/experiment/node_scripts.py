@@ -39,7 +39,7 @@ if [ "$monitor" = 1 ]; then
   ip -ts mptcp monitor > "$dir/monitor.log" 2>&1 &
   echo $! > "$dir/monitor.pid"
 fi
-bash -c "$sampler" mptcpdock-sampler "$period" > "$dir/samples.txt" 2>&1 &
+bash -c "$sampler" mptcpdock-sampler "$dir" "$period" > "$dir/samples.txt" 2>&1 &
 echo $! > "$dir/sampler.pid"
 if [ -s "$dir/schedule.txt" ]; then
   bash -c "$events" mptcpdock-events "$dir" > "$dir/events.err" 2>&1 &
@@ -47,6 +47,21 @@ if [ -s "$dir/schedule.txt" ]; then
 fi
 sleep 0.1
 echo "started $(date +%s%6N)"
+"""
+
+#: Bash lines shared by the bash agents: ``open_tick PATH`` opens fd 9 on a FIFO nobody writes
+#: (then removes its name), so that ``read -t`` on it is a wait without a process;
+#: ``sleep_until US`` waits that way until US, epoch microseconds.
+_BASH_CLOCK = r"""open_tick() { mkfifo "$1" && exec 9<>"$1"; rm -f "$1"; }
+sleep_until() {
+  local left secs
+  while :; do
+    left=$(( $1 - ${EPOCHREALTIME/./} ))
+    [ "$left" -le 0 ] && return 0
+    printf -v secs '%d.%06d' $((left / 1000000)) $((left % 1000000))
+    read -r -t "$secs" -u 9 _ || :
+  done
+}
 """
 
 #: args: RUN_DIR (bash). The node's event agent: waits for RUN_DIR/t0 (epoch microseconds of
@@ -59,10 +74,10 @@ echo "started $(date +%s%6N)"
 #: step is logged to RUN_DIR/events.log: ID, PLANNED_US, START_US, END_US, EXIT STATUS,
 #: COMMAND, OUTPUT (errors are logged, never swallowed).
 EVENTS = r"""set -u
-dir=$1
+""" + _BASH_CLOCK + r"""dir=$1
 log="$dir/events.log"
 : > "$log"
-mkfifo "$dir/.tick" && exec 9<>"$dir/.tick"; rm -f "$dir/.tick"
+open_tick "$dir/.tick"
 give_up=$(( ${EPOCHREALTIME/./} + 300000000 ))
 while [ ! -s "$dir/t0" ]; do
   if [ "${EPOCHREALTIME/./}" -gt "$give_up" ]; then
@@ -92,27 +107,21 @@ while IFS= read -r line; do
   [ "${#f[@]}" -ge 3 ] || continue
   if [ "${f[0]}" = setup ]; then apply setup "${f[@]:1}"; continue; fi
   target=$((t0 + f[0]))
-  while :; do
-    now=${EPOCHREALTIME/./}; left=$((target - now))
-    [ "$left" -le 0 ] && break
-    printf -v secs '%d.%06d' $((left / 1000000)) $((left % 1000000))
-    read -r -t "$secs" -u 9 _ || :
-  done
+  sleep_until "$target"
   apply "$target" "${f[@]:1}"
 done < "$dir/schedule.txt"
 echo "done ${EPOCHREALTIME/./}" > "$dir/events.done"
 """
 
-#: args: PERIOD_US (bash). The sampler: at t, t + PERIOD, t + 2 PERIOD, ... prints '@ EPOCH'
+#: args: RUN_DIR PERIOD_US (bash). The sampler: at t, t + PERIOD, t + 2 PERIOD, ... prints '@ EPOCH'
 #: (seconds, microsecond digits), ``ss -tinMOH`` and '%dev' + /proc/net/dev. ss is its only
 #: process per sample: the clock, the file and the wait are builtins (``read -t`` on a FIFO),
 #: because every fork costs the node CPU that its flows need (on a software-emulated Docker
 #: host, date + cat + sleep cost more than ss itself). A sample that ends after the next one
 #: was due makes the sampler skip the slots it missed, never run them back to back.
 SAMPLER = r"""set -u
-period=$1
-fifo=$(mktemp -u /tmp/mptcpdock-sampler.XXXXXX)
-mkfifo "$fifo" && exec 9<>"$fifo"; rm -f "$fifo"
+""" + _BASH_CLOCK + r"""dir=$1; period=$2
+open_tick "$dir/.sampler-tick"
 next=${EPOCHREALTIME/./}
 while :; do
   printf '@ %s\n' "$EPOCHREALTIME"
@@ -122,9 +131,7 @@ while :; do
   now=${EPOCHREALTIME/./}
   next=$((next + period))
   if [ "$next" -le "$now" ]; then next=$((now + period - (now - next) % period)); fi
-  left=$((next - now))
-  printf -v secs '%d.%06d' $((left / 1000000)) $((left % 1000000))
-  read -r -t "$secs" -u 9 _ || :
+  sleep_until "$next"
 done
 """
 
