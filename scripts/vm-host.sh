@@ -622,13 +622,19 @@ cmd_start() {
     need docker "apt-get install docker.io"
     need python3 "apt-get install python3"
     check_accel_env
+    if [ "$with_image" -eq 1 ]; then  # before anything boots: a start that cannot load the image starts nothing
+        local tag src_env=()
+        tag="$(node_image_tag)"
+        [ "${DOCKER_HOST:-}" != "tcp://127.0.0.1:$(cat "$RUN/port" 2>/dev/null)" ] || src_env=(-u DOCKER_HOST)
+        local_image_id "$tag" "${src_env[@]}" >/dev/null || die "$(no_local_image "$tag")"
+    fi
     lock
     local pid port
     if pid="$(qemu_pid)"; then
         port="$(run_port)"
         if engine_answers "$port" && { [ "$swarm_link" -eq 0 ] || [ -f "$RUN/swarm-link" ]; }; then
             say "already running (pid $pid, accel $(cat "$RUN/accel" 2>/dev/null))"
-            [ "$with_image" -eq 0 ] || load_image "$port" ""
+            [ "$with_image" -eq 0 ] || { load_image "$port" ""; hold_keys "$port"; }
             [ ! -f "$RUN/swarm-link" ] || print_link_line
             print_host_line "$port"
             return
@@ -704,6 +710,10 @@ cmd_start() {
 # capabilities, no lab label (the tier's checks for leftovers look for that label).
 hold_keys() {
     local port="$1"
+    if [ "$(vm_docker "$port" inspect -f '{{.State.Running}}' "$KEY_HOLDER" 2>/dev/null)" = true ]; then
+        say "static keys held: $KEY_HOLDER (already running)"
+        return
+    fi
     vm_docker "$port" rm -f "$KEY_HOLDER" >/dev/null 2>&1 || true
     vm_docker "$port" run -d --name "$KEY_HOLDER" --network none --cap-drop ALL --restart no \
         "$(node_image_tag)" sleep infinity >/dev/null || die "starting the key-holding container failed (see above)"
@@ -786,6 +796,13 @@ node_image_tag() {
         die "cannot tell the node image's tag: pass it (load-image TAG)"
 }
 
+# The node image's id on this machine's engine (not the VM's: DOCKER_HOST may name the VM).
+local_image_id() {
+    local tag="$1"; shift
+    env "$@" docker image inspect -f '{{.Id}}' "$tag" 2>/dev/null
+}
+no_local_image() { echo "$1 is not on the local engine (fix: scripts/bootstrap.sh, or mptcpdock image build)"; }
+
 # Copy TAG from the local engine (DOCKER_HOST as set, unless that is the VM) into the VM's.
 load_image() {
     local port="$1" tag="$2" cli vm_host src_env=() src_id vm_id t0 t1 tarball
@@ -793,8 +810,7 @@ load_image() {
     cli="$(mptcpdock_cli)" || die "mptcpdock not found (fix: scripts/bootstrap.sh, which makes $REPO/.venv)"
     [ -n "$tag" ] || tag="$(node_image_tag)"
     [ "${DOCKER_HOST:-}" != "$vm_host" ] || src_env=(-u DOCKER_HOST)
-    src_id="$(env "${src_env[@]}" docker image inspect -f '{{.Id}}' "$tag" 2>/dev/null)" ||
-        die "$tag is not on the local engine (fix: scripts/bootstrap.sh, or mptcpdock image build)"
+    src_id="$(local_image_id "$tag" "${src_env[@]}")" || die "$(no_local_image "$tag")"
     vm_id="$(vm_docker "$port" image inspect -f '{{.Id}}' "$tag" 2>/dev/null)" || vm_id=
     if [ "$vm_id" = "$src_id" ]; then
         say "$tag is already in the VM engine (${src_id:7:12})"
