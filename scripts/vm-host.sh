@@ -31,6 +31,8 @@
 #                         once per host kernel and QEMU version; a /dev/kvm that opens but hangs
 #                         guests falls back to tcg)
 #   MPTCPDOCK_VM_MEM      guest memory (default 4G); MPTCPDOCK_VM_CPUS: vCPUs (default 2, 1 on a 1-core host)
+#   MPTCPDOCK_VM_TCG_CPU  QEMU's -cpu under software emulation (default qemu64: plain x86-64;
+#                         'max' makes the guest take AVX2 paths that TCG emulates slowly)
 #   MPTCPDOCK_VM_TIMEOUT  seconds to wait for the engine after boot (default 300)
 #   MPTCPDOCK_VM_MIRROR   Debian mirror for debootstrap (default: the one in the host's apt sources)
 #   MPTCPDOCK_VM_LINK     the swarm link's /30 as HOST_ADDR,VM_ADDR (default 10.253.0.1,10.253.0.2)
@@ -569,7 +571,7 @@ boot() {
     local accel="$1" port="$2" link="${3:-0}" accel_args link_args=()
     case "$accel" in
         kvm) accel_args=(-accel kvm -cpu host) ;;
-        tcg) accel_args=(-accel tcg,thread=multi -cpu max) ;;
+        tcg) accel_args=(-accel tcg,thread=multi -cpu "${MPTCPDOCK_VM_TCG_CPU:-qemu64}") ;;
     esac
     [ "$link" -eq 0 ] || mapfile -t link_args < <(link_qemu_args)
     qemu-img create -q -f qcow2 -b "$BASE/rootfs.img" -F raw "$RUN/overlay.qcow2"
