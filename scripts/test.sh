@@ -109,8 +109,8 @@ if [ "${MPTCPDOCK_VM_TIER:-1}" = 0 ]; then
 else
     banner "VM tier: a Linux VM with a netem kernel as the Docker host; pytest -m vmhost"
     machine_line
-    leftover="$(docker ps -q --filter label=io.mptcpdock.lab 2>/dev/null | wc -l)"
-    [ "$leftover" -eq 0 ] || say "the local tier left $leftover lab container(s) running: $(docker ps --filter label=io.mptcpdock.lab --format '{{.Names}}' | tr '\n' ' ')"
+    leftover="$(docker ps --filter label=io.mptcpdock.lab --format '{{.Names}}' 2>/dev/null | tr '\n' ' ')" || leftover=""
+    [ -z "$leftover" ] || say "the local tier left lab containers running: $leftover"
     bash scripts/bootstrap.sh --vm || say "scripts/bootstrap.sh --vm failed (see above); checking QEMU anyway"
     if reason="$(qemu_cannot_start)"; then
         banner "VM tier skips: $reason"
