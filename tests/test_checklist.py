@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -381,25 +382,52 @@ def test_table_shows_goodput_subflows_paths_and_the_baseline_ratio():
     assert "dropped on r2-h2" in table and "INCOMPLETE: interrupted" in table
 
 
-@pytest.mark.skipif(shutil.which("ss") is None, reason="ss (iproute2) is not installed on this machine")
-def test_the_sampler_writes_what_parse_samples_reads_one_sample_per_slot(tmp_path: Path):
-    """The sampler's own output, run here for 1 s at a 0.25 s period: every block parses, with
-    this machine's interfaces, and missed slots are skipped (never more samples than slots)."""
+def run_sampler(directory: Path, period_us: int, seconds: float, env: dict[str, str] | None = None) -> str:
+    """The node sampler's output after running it here for ``seconds``."""
     from mptcpdock.experiment.node_scripts import SAMPLER
-    from mptcpdock.report.parsers import parse_samples
 
-    out = tmp_path / "samples.txt"
+    out = directory / "samples.txt"
     with out.open("w") as sink:
-        sampler = subprocess.Popen(["bash", "-c", SAMPLER, "mptcpdock-sampler", str(tmp_path), "250000"], stdout=sink,
-                                   stderr=subprocess.STDOUT)
+        sampler = subprocess.Popen(["bash", "-c", SAMPLER, "mptcpdock-sampler", str(directory), str(period_us)],
+                                   stdout=sink, stderr=subprocess.STDOUT, env=env)
         try:
-            sampler.wait(timeout=1.0)
+            sampler.wait(timeout=seconds)
         except subprocess.TimeoutExpired:
             pass
         finally:
             sampler.kill()
             sampler.wait()
-    samples = parse_samples(out.read_text())
-    assert 2 <= len(samples) <= 5, out.read_text()[:2000]
+    return out.read_text()
+
+
+@pytest.mark.skipif(shutil.which("ss") is None, reason="ss (iproute2) is not installed on this machine")
+def test_the_sampler_writes_what_parse_samples_reads_one_sample_per_slot(tmp_path: Path):
+    """The sampler's own output, run here for 1 s at a 0.25 s period: every block parses, with
+    this machine's interfaces, and missed slots are skipped (never more samples than slots)."""
+    from mptcpdock.report.parsers import parse_samples
+
+    text = run_sampler(tmp_path, period_us=250_000, seconds=1.0)
+    samples = parse_samples(text)
+    assert 2 <= len(samples) <= 5, text[:2000]
     assert all(later.time > earlier.time for earlier, later in zip(samples, samples[1:]))
     assert all("lo" in sample.interfaces for sample in samples[:-1])
+
+
+def test_the_sampler_keeps_to_a_tenth_of_the_time_when_a_sample_is_dear(tmp_path: Path):
+    """Where one ``ss`` takes 0.1 s (as on a software-emulated Docker host), a 0.1 s period
+    would keep the node busy sampling: the sampler waits at least 9 times a sample's own time
+    after it, so samples come about 1 s apart, on the period's grid; with a cheap ss (the test
+    above) the period holds."""
+    from mptcpdock.report.parsers import parse_samples
+
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "ss").write_text("#!/bin/sh\nsleep 0.1\n")
+    (fake / "ss").chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"}
+    text = run_sampler(tmp_path, period_us=100_000, seconds=3.2, env=env)
+    times = [sample.time for sample in parse_samples(text)]
+    gaps = [later - earlier for earlier, later in zip(times, times[1:])]
+    assert 2 <= len(times) <= 4, text[:2000]
+    assert all(gap >= 0.9 for gap in gaps), gaps
+    assert all(abs(gap / 0.1 - round(gap / 0.1)) < 0.3 for gap in gaps), gaps  # on the 0.1 s grid
