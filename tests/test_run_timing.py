@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mptcpdock.experiment.runner import (CONNECT_TIMEOUT_MS, FINISH_GRACE, LEAD_SECONDS, Run, ScheduledFlow,
-                                         _deadline, _lead)
+from mptcpdock.experiment.runner import (CONNECT_TIMEOUT_MS, EARLY_CHECK_S, FINISH_GRACE, LEAD_SECONDS, Run,
+                                         ScheduledFlow, _deadline, _due_for_check, _lead)
 from mptcpdock.topology.model import Flow, Topology
 
 
@@ -42,3 +42,18 @@ def test_the_deadline_counts_from_a_late_launch_and_the_engine_latency():
     assert _deadline(run, item) == 1000 + 2 + 12 + slack
     item.launched_at = 1009.5  # launched 8 s late (host clock 1010): its duration counts from there
     assert _deadline(run, item) == 1010 + 12 + slack
+
+
+def test_a_flows_exec_is_asked_about_rarely_until_its_planned_end():
+    """Each ask costs the engine CPU (12 ms of dockerd on the emulated VM host, 5 a second per
+    flow before): every EARLY_CHECK_S while the flow should run, every tick from 1 s before
+    its planned end on."""
+    run = a_run(0.1)
+    run.t0 = 1000.0
+    item = ScheduledFlow(Flow(src="h1", dst="h2", start=2, duration=10))
+    item.checked_at = 1003.0
+    assert not _due_for_check(run, item, 1003.0 + EARLY_CHECK_S - 0.1)
+    assert _due_for_check(run, item, 1003.0 + EARLY_CHECK_S)  # a client that failed early is still seen
+    item.checked_at = 1010.9
+    assert _due_for_check(run, item, 1011.0)  # 1 s before the planned end (1012): every tick
+    assert _due_for_check(run, item, 1013.0)
