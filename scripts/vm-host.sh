@@ -636,7 +636,7 @@ cmd_start() {
         port="$(run_port)"
         if engine_answers "$port" && { [ "$swarm_link" -eq 0 ] || [ -f "$RUN/swarm-link" ]; }; then
             say "already running (pid $pid, accel $(cat "$RUN/accel" 2>/dev/null))"
-            [ "$with_image" -eq 0 ] || { load_image "$port" ""; hold_keys "$port"; unfilter_bridges "$port"; }
+            [ "$with_image" -eq 0 ] || { load_image "$port" ""; hold_keys "$port"; }
             [ ! -f "$RUN/swarm-link" ] || print_link_line
             print_host_line "$port"
             return
@@ -698,7 +698,7 @@ cmd_start() {
         sleep 1
     done
     say "engine answering $((SECONDS - t0)) s after boot: $(vm_docker "$port" version -f 'Docker {{.Server.Version}}, API {{.Server.APIVersion}}' 2>/dev/null), kernel $(vm_docker "$port" info -f '{{.KernelVersion}}' 2>/dev/null)"
-    [ "$with_image" -eq 0 ] || { load_image "$port" ""; hold_keys "$port"; unfilter_bridges "$port"; }
+    [ "$with_image" -eq 0 ] || { load_image "$port" ""; hold_keys "$port"; }
     if [ "$swarm_link" -eq 1 ]; then
         link_guest "$port"
         print_link_line
@@ -720,23 +720,6 @@ hold_keys() {
     vm_docker "$port" run -d --name "$KEY_HOLDER" --network none --cap-drop ALL --restart no \
         "$(node_image_tag)" sleep infinity >/dev/null || die "starting the key-holding container failed (see above)"
     say "static keys held: $KEY_HOLDER (idle, no network)"
-}
-
-# Frames crossing the lab's bridges skip iptables (see guest_init): the guest's init turns
-# bridge netfilter off, but dockerd turns it on again as it starts. Measured on a 2-vCPU TCG
-# guest during simult_flows' balanced case: 8% of the guest's CPU (softirq 40-43% -> 32-34%).
-# One short container in the guest's own network namespace, with NET_ADMIN and a writable
-# /proc/sys and nothing else.
-unfilter_bridges() {
-    local port="$1" out
-    out="$(vm_docker "$port" run --rm --network host --cap-drop ALL --cap-add NET_ADMIN \
-        --security-opt systempaths=unconfined "$(node_image_tag)" sh -c \
-        'was=$(cat /proc/sys/net/bridge/bridge-nf-call-iptables) &&
-         sysctl -qw net.bridge.bridge-nf-call-iptables=0 net.bridge.bridge-nf-call-ip6tables=0 \
-             net.bridge.bridge-nf-call-arptables=0 &&
-         echo "was $was, now $(cat /proc/sys/net/bridge/bridge-nf-call-iptables)"' 2>&1)" ||
-        die "turning bridge netfilter off in the guest failed: $out"
-    say "bridge netfilter in the guest (bridge-nf-call-iptables): $out"
 }
 
 # Power the guest off through QEMU's monitor; kill the QEMU if it is still there after a while.
