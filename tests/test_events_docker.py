@@ -192,6 +192,19 @@ flows:
     assert result.summary["events"]["scheduling"]["trace_only"]["median_ms"] <= 10.0
 
 
+#: args: OFFSET_US... Waits (up to 120 s) for the run's t0 file in the node, then at t0 + each
+#: offset prints '@@' and the eth0 qdiscs (tc -s) and classes.
+READ_AT_T0_PLUS = r"""set -u
+for _ in $(seq 2400); do f=$(ls /tmp/mptcpdock-run/*/t0 2>/dev/null | head -1); [ -n "$f" ] && [ -s "$f" ] && break; sleep 0.05; done
+read -r t0 < "$f"
+for offset; do
+  left=$(( t0 + offset - $(date +%s%6N) ))
+  [ "$left" -gt 0 ] && sleep "$((left / 1000000)).$(printf %06d $((left % 1000000)))"
+  echo @@; tc -s qdisc show dev eth0; tc class show dev eth0
+done
+"""
+
+
 def test_a_set_event_changes_the_rate_in_place_and_keeps_the_queue(tmp_path: Path):
     model = load_topology_text("""
 name: t9-set
@@ -208,12 +221,10 @@ events:
     with running_lab(model, model.name) as up:
         container = up.state.container("h1")
 
-        def watch() -> None:
-            time.sleep(2.5)
-            seen["before"] = docker_api.run_exec(container, ["tc", "-s", "qdisc", "show", "dev", "eth0"]).stdout
-            time.sleep(3.5)
-            seen["after"] = docker_api.run_exec(container, ["tc", "-s", "qdisc", "show", "dev", "eth0"]).stdout
-            seen["class"] = docker_api.run_exec(container, ["tc", "class", "show", "dev", "eth0"]).stdout
+        def watch() -> None:  # in h1, timed from the run's own t0 (its setup time varies with the load)
+            out = docker_api.run_exec(container, ["bash", "-c", READ_AT_T0_PLUS, "read", "2500000", "6000000"]).stdout
+            seen.update(zip(("before", "after"), out.split("@@\n")[1:]))
+            seen["class"] = seen["after"]
 
         watcher = threading.Thread(target=watch)
         watcher.start()

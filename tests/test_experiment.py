@@ -190,11 +190,17 @@ def test_ctrl_c_stops_everything_in_the_nodes_and_keeps_partial_results(tmp_path
             interrupted.set()
             threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGINT)).start()
 
-    with running_lab(two_hosts("t3-int"), "t3-int") as up:
-        result = run_experiment(lab="t3-int", results_root=tmp_path, progress=progress)
-        for node in ("h1", "h2"):
-            left = container_processes(up.state.container(node))
-            assert not {"iperf3", "ip", "ss"} & set(left), left
+    # Ctrl-C as a terminal delivers it: a shell that starts the suite in the background (no job
+    # control) leaves SIGINT ignored, and Python then never turns it into KeyboardInterrupt.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with running_lab(two_hosts("t3-int"), "t3-int") as up:
+            result = run_experiment(lab="t3-int", results_root=tmp_path, progress=progress)
+            for node in ("h1", "h2"):
+                left = container_processes(up.state.container(node))
+                assert not {"iperf3", "ip", "ss"} & set(left), left
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert interrupted.is_set() and result.incomplete
     assert any("interrupted" in reason for reason in result.summary.to_dict()["reasons"])
     item = flow(result.summary.to_dict(), "h1-h2")
