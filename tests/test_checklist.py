@@ -218,7 +218,7 @@ def test_connections_are_matched_by_ports_from_either_end():
 
 
 SS_SUBFLOW = ("tcp   ESTAB 0      66816  10.0.0.1:34409 192.168.11.2:5201 cubic wscale:10,10 rto:220 "
-              "rtt:16.083/3.102 mss:1448 pmtu:1500 cwnd:16 ssthresh:12 bytes_sent:9577485 bytes_retrans:52056 "
+              "rtt:16.083/3.102 minrtt:10.412 mss:1448 pmtu:1500 cwnd:16 ssthresh:12 bytes_sent:9577485 bytes_retrans:52056 "
               "bytes_acked:9502646 segs_out:6749 delivery_rate 9570088bps retrans:0/36 "
               "tcp-ulp-mptcp flags:Jjec token:1bee4a59(id:1)/f6c476ab(id:0) seq:cc82 sfseq:0 ssnoff:deb49d41 maplen:0")
 SS_INITIAL = ("tcp   ESTAB 0      38400  10.0.0.1:50625 192.168.10.2:5201 cubic rtt:11.443/3.052 cwnd:18 "
@@ -286,6 +286,7 @@ def test_flow_sockets_follow_the_token_of_the_data_connection_only():
     assert [(p.receiver_interface, p.bytes) for p in paths] == [("eth2b", 9502646), ("eth2a", 9501889)]
     assert sum(p.share for p in paths) == pytest.approx(1.0)
     assert paths[0].rtt_ms_mean == pytest.approx(16.083) and paths[0].retransmits == 36
+    assert paths[0].rtt_ms_min == 10.412 and paths[1].rtt_ms_min is None  # SS_INITIAL shows no minrtt
 
 
 def test_attempts_never_established_are_reported():

@@ -137,6 +137,7 @@ _TCP_NUMBERS = {
 }
 _RTT_RE = re.compile(r"\brtt:([\d.]+)/([\d.]+)")
 _RETRANS_RE = re.compile(r"\bretrans:\d+/(\d+)")
+_MIN_RTT_RE = re.compile(r"\bminrtt:([\d.]+)")
 _SUBFLOW_RE = re.compile(r"tcp-ulp-mptcp flags:(\S+) token:([0-9a-f]+)\(id:(\d+)\)/([0-9a-f]+)\(id:(\d+)\)")
 _MSK_RE = re.compile(r"\btoken:([0-9a-f]+)\b(?!\()")
 _MSK_NUMBERS = {key: re.compile(rf"\b{key}:(\d+)") for key in ("subflows", "add_addr_signal", "add_addr_accepted",
@@ -172,6 +173,9 @@ def parse_ss_line(line: str) -> SocketSample | None:
         if match:
             info["rtt_ms"] = float(match[1])
             info["rttvar_ms"] = float(match[2])
+        match = _MIN_RTT_RE.search(rest)
+        if match:  # the kernel's windowed minimum: the path's delay without its queue
+            info["min_rtt_ms"] = float(match[1])
         match = _RETRANS_RE.search(rest)
         if match:
             info["retrans_total"] = int(match[1])

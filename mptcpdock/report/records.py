@@ -129,7 +129,9 @@ class PathStats(Record):
     first_seen: float | None = None
     last_seen: float | None = None
     share: float | None = None  # of the flow's bytes
-    rtt_ms_mean: float | None = None  # over busy samples (> 100 kB acked)
+    rtt_ms_mean: float | None = None  # over busy samples (> 100 kB acked): delay plus queueing
+    # the least `minrtt` ss showed: the path's delay without queueing (absent in older summaries)
+    rtt_ms_min: float | None = field(default=None, metadata=OMIT_WHEN_NONE)
     cwnd_mean: float | None = None
 
     @property

@@ -117,6 +117,7 @@ def path_stats(topology: Topology, sender: str, receiver: str,
     paths: dict[tuple[str, str], PathStats] = {}
     rtts: dict[tuple[str, str], list[float]] = {}
     cwnds: dict[tuple[str, str], list[float]] = {}
+    min_rtts: dict[tuple[str, str], list[float]] = {}
 
     def path(local: str, peer: str) -> PathStats:
         if (local, peer) not in paths:
@@ -133,6 +134,7 @@ def path_stats(topology: Topology, sender: str, receiver: str,
         busy = [s for s in socks if s.info.get("bytes_acked", 0) > BUSY_BYTES]
         rtts.setdefault((local, peer), []).extend(s.info["rtt_ms"] for s in busy if "rtt_ms" in s.info)
         cwnds.setdefault((local, peer), []).extend(s.info["cwnd"] for s in busy if "cwnd" in s.info)
+        min_rtts.setdefault((local, peer), []).extend(s.info["min_rtt_ms"] for s in socks if "min_rtt_ms" in s.info)
         entry.sockets.append((local, lport, peer, pport))
         entry.states = sorted(set(entry.states) | {sock.state for sock in socks})
         entry.first_seen = min(entry.first_seen or points[0][0], points[0][0])
@@ -144,6 +146,7 @@ def path_stats(topology: Topology, sender: str, receiver: str,
         entry.share = entry.carried / total if total else None
         entry.rtt_ms_mean = _mean(rtts.get(key, []))
         entry.cwnd_mean = _mean(cwnds.get(key, []))
+        entry.rtt_ms_min = min(min_rtts.get(key, []), default=None)
     return sorted(paths.values(), key=lambda entry: -entry.carried)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from tabulate import tabulate
 
 from .counters import HEADLINE, headline
-from .records import FlowSummary, Summary
+from .records import FlowSummary, PathStats, Summary
 
 
 def _size(value: float | None) -> str:
@@ -24,9 +24,20 @@ def _rate(value: float | None) -> str:
 def render_table(summary: Summary) -> str:
     rows = [_flow_row(flow) for flow in summary.flows]
     text = tabulate(rows, headers=["flow", "proto", "goodput", "subflows (expected)",
-                                   "path (receiver iface): bytes share", "retr", "RTT (sender, per path)"])
+                                   "path (receiver iface): bytes share", "retr", "RTT mean (min), per path"])
     notes = _notes(summary)
     return text + ("\n\n" + "\n".join(notes) if notes else "")
+
+
+def _rtt(path: PathStats) -> str:
+    """The sender's mean RTT under load and, in brackets, the least it saw (the path without its queue)."""
+    mean = f"{path.rtt_ms_mean:.0f} ms" if path.rtt_ms_mean is not None else "-"
+    return mean + (f" ({_short_ms(path.rtt_ms_min)})" if path.rtt_ms_min is not None else "")
+
+
+def _short_ms(value: float) -> str:
+    """Two or three significant figures: 117, 10.4, 0.03."""
+    return f"{value:.{0 if value >= 100 else 1 if value >= 1 else 2}f}"
 
 
 def _flow_row(flow: FlowSummary) -> list[object]:
@@ -37,7 +48,7 @@ def _flow_row(flow: FlowSummary) -> list[object]:
     carrying = [path for path in flow.paths if path.carried]
     paths = [f"{path.receiver_interface or '?'} ({path.sender_address}->{path.receiver_address}): "
              f"{_size(path.carried)} {_percent(path.share)}" for path in carrying]
-    rtts = [f"{path.rtt_ms_mean:.0f} ms" if path.rtt_ms_mean is not None else "-" for path in carrying]
+    rtts = [_rtt(path) for path in carrying]
     name = flow.name + (" (baseline)" if flow.role == "baseline" else "")
     status = "" if flow.status == "ok" else f" [{flow.status}]"
     return [name + status, flow.protocol, _rate(flow.goodput_bps), subflows, "\n".join(paths) or "-",
