@@ -126,7 +126,7 @@ def test_a_delay_sweep_changes_netem_in_place_and_its_figures_are_the_runs(cli: 
     assert [point["lab"] for point in sweep["points"]] == ["up", "reshaped"], [p["lab"] for p in sweep["points"]]
     assert any("netem delay 50000us" in change for change in sweep["points"][1]["changes"]), sweep["points"][1]["changes"]
     assert (folder / "plots" / "sweep.png").stat().st_size > 5000
-    swept_rtt = []
+    swept_min_rtt = []
     for point in sweep["points"]:
         summaries = [json.loads((folder / run["results_dir"] / "summary.json").read_text()) for run in point["runs"]]
         flow = next(iter(point["flows"]))
@@ -135,13 +135,22 @@ def test_a_delay_sweep_changes_netem_in_place_and_its_figures_are_the_runs(cli: 
         figure = point["flows"][flow]["goodput_bps"]
         assert figure["values"] == goodputs and figure["mean"] == pytest.approx(statistics.fmean(goodputs))
         assert figure["ci95"] == pytest.approx(4.303 * statistics.stdev(goodputs) / 3 ** 0.5)
-        rtts = [path["rtt_ms_mean"] for run in runs for path in run["paths"]
-                if path["receiver_address"] == "192.168.11.2" or path["sender_address"] == "192.168.11.2"]
-        assert len(rtts) == 3, f"the path to h2's eth2b (192.168.11.2) in each run: {rtts}"
-        swept_rtt.append(statistics.fmean(rtts))
+        swept = [path for run in runs for path in run["paths"]
+                 if path["receiver_address"] == "192.168.11.2" or path["sender_address"] == "192.168.11.2"]
+        assert len(swept) == 3 and all(path["rtt_ms_min"] for path in swept), \
+            f"the path to h2's eth2b (192.168.11.2) in each run: {swept}"
+        # The least RTT the sender saw is the path's delay; the mean under load adds whatever the
+        # queues held, and that depends on how much the scheduler sends on the path.
+        swept_min_rtt.append(min(path["rtt_ms_min"] for path in swept))
+        mean_rtts = [path["rtt_ms_mean"] for path in swept if path["rtt_ms_mean"] is not None]
         figures.add(f"ex.1 sweep, r2-h2-2 delay {point['values']['links.r2-h2-2.delay']}: MPTCP goodput (3 runs)", figure["mean"] / 1e6,
-                    "Mbit/s", note=f"95% CI +- {figure['ci95'] / 1e6:.2f}; the swept path's RTT {swept_rtt[-1]:.1f} ms")
-    grown = swept_rtt[1] - swept_rtt[0]
-    figures.add("ex.1 sweep: the swept path's RTT, 50 ms minus 5 ms", grown, "ms", expected=90.0,
-                bound=">= 0.8 x the 90 ms the delay adds (queueing may add more)", ok=grown >= 72)
-    assert grown >= 72, swept_rtt
+                    "Mbit/s", note=f"95% CI +- {figure['ci95'] / 1e6:.2f}; the swept path's min RTT {swept_min_rtt[-1]:.1f} ms, "
+                                   f"mean under load {statistics.fmean(mean_rtts) if mean_rtts else float('nan'):.1f} ms")
+    # Only the way there crosses r2-h2-2: h2's route back to 10.0.0.0/24 is via eth2a (the seed's
+    # second route is a fallback), so h2's ACKs on the eth2b subflow skip the swept link and the
+    # 45 ms more on each end of it add 45 ms to the round trip, not 90.
+    grown = swept_min_rtt[1] - swept_min_rtt[0]
+    ok = 0.9 * 45 <= grown <= 45 + 10  # the TCG guest moves a minimum by a few ms; 0 and 90 stay far out
+    figures.add("ex.1 sweep: the swept path's min RTT, 50 ms minus 5 ms", grown, "ms", expected=45.0,
+                bound="within [0.9 x 45, 45 + 10] ms: 45 ms more on the way there; ACKs return via eth2a", ok=ok)
+    assert ok, swept_min_rtt
