@@ -49,6 +49,10 @@ What is checked, and the model behind each bound:
 * The life cycle through the remote engine: up, status, exec, run (results copied out of
   the VM through the API), down leaving nothing labelled with the lab; two labs side by
   side with the same subnets; a container killed half-way through ``up`` leaving nothing.
+
+The emulator runs on this machine's CPUs; a ping series or a throughput run during which
+the machine's hypervisor stole more than STEAL_LIMIT_PERCENT of them is repeated (see
+vmhost_support.unstarved: the steal decides, never the outcome), and every figure shows it.
 """
 
 from __future__ import annotations
@@ -62,8 +66,9 @@ from typing import Iterator
 import pytest
 import yaml
 
-from vmhost_support import (TOPOLOGIES, Cli, PingResult, Recorder, binomial_band, flow_of, frame_time_ms, ping,
-                            results_dir_of, save_pings, start_killer, summary_of, write_topology)
+from vmhost_support import (STEAL_LIMIT_PERCENT, TOPOLOGIES, Cli, PingResult, Recorder, binomial_band, flow_of,
+                            frame_time_ms, results_dir_of, save_pings, start_killer, steady_ping, steal_note,
+                            summary_of, unstarved, write_topology)
 
 pytest_plugins = ["vmhost_support"]
 pytestmark = [pytest.mark.vmhost]
@@ -106,7 +111,7 @@ def rtt_figures(figures: Recorder, what: str, result: PingResult, configured: fl
     figures.add(f"{what}: min RTT", result.min, "ms", expected=configured,
                 bound=bound,
                 ok=ok, note=f"median {result.median:.3f}, mean {result.mean:.3f}, stdev {result.stdev:.3f}, "
-                            f"{result.received}/{result.transmitted} replies")
+                            f"{result.received}/{result.transmitted} replies; {steal_note(result.host_steal_percent)}")
     return ok
 
 
@@ -164,11 +169,11 @@ def rtt_lab(cli: Cli, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pin
     path = write_topology(tmp_path_factory.mktemp("rtt") / "vm-rtt.yaml", RTT_LAB)
     with cli.lab(path, "vm-rtt", Recorder("calibration and impairments lab")) as lab:
         results = {
-            "unshaped-1": ping(cli, lab, "h1", "10.9.1.2", count=PROBES),
-            "unshaped-3": ping(cli, lab, "h1", "10.9.4.2", count=PROBES),
-            "delay": ping(cli, lab, "h1", "10.9.11.2", count=PROBES),
-            "loss": ping(cli, lab, "h1", "10.9.12.2", count=LOSS_PROBES, interval=0.005),
-            "jitter": ping(cli, lab, "h1", "10.9.13.2", count=JITTER_PROBES, interval=0.005),
+            "unshaped-1": steady_ping(cli, lab, "h1", "10.9.1.2", count=PROBES),
+            "unshaped-3": steady_ping(cli, lab, "h1", "10.9.4.2", count=PROBES),
+            "delay": steady_ping(cli, lab, "h1", "10.9.11.2", count=PROBES),
+            "loss": steady_ping(cli, lab, "h1", "10.9.12.2", count=LOSS_PROBES, interval=0.005),
+            "jitter": steady_ping(cli, lab, "h1", "10.9.13.2", count=JITTER_PROBES, interval=0.005),
         }
     save_pings(tmp_path_factory.getbasetemp() / "vmhost-pings.json", results)
     return results
@@ -185,7 +190,7 @@ def test_calibration_of_the_vms_own_round_trip(calibration: Calibration, figures
                          ("1-link path, netem delay 10 ms each way", delayed)):
         figures.add(f"{what}: min RTT", result.min, "ms",
                     note=f"median {result.median:.3f}, mean {result.mean:.3f}, stdev {result.stdev:.3f}, "
-                         f"{result.received}/{result.transmitted} replies")
+                         f"{result.received}/{result.transmitted} replies; {steal_note(result.host_steal_percent)}")
     figures.add("overhead model: fixed", calibration.fixed, "ms",
                 note="overhead = fixed + links x per_link + netem stages x per_netem_stage")
     figures.add("overhead model: per link (each way)", calibration.per_link, "ms",
@@ -229,7 +234,8 @@ def test_jitter_has_the_configured_normal_spread(rtt_lab: dict[str, PingResult],
     shape_ok = abs(within - 0.683) <= 0.05
     figures.add("25 ms +/- 5 ms normal (both ends): mean RTT", result.mean, "ms", expected=configured,
                 note=f"stdev {result.stdev:.3f} ms (plain, with the emulator's outliers); "
-                     f"the 10 ms link: mean {reference.mean:.3f}, stdev {reference.stdev:.3f}")
+                     f"the 10 ms link: mean {reference.mean:.3f}, stdev {reference.stdev:.3f}; "
+                     f"{steal_note(result.host_steal_percent)}, the 10 ms link's {steal_note(reference.host_steal_percent)}")
     figures.add("25 ms +/- 5 ms normal (both ends): median RTT", result.median, "ms", expected=configured,
                 bound=f"configured + the 10 ms link's median extra {emulator:.3f} = {expected_median:.3f} "
                       f"+/- {tolerance_ms(configured):.2f}", ok=median_ok)
@@ -280,7 +286,7 @@ class TestEx1:
                                                        figures: Recorder):
         failures = []
         for what, (address, forward, back) in EX1_PATHS.items():
-            result = ping(cli, ex1, "h1", address, count=PROBES)
+            result = steady_ping(cli, ex1, "h1", address, count=PROBES)
             configured = ex1_path_rtt_ms(forward, back)
             # 3 links each way; every link end crossed has a netem delay (10 ms): 6 stages
             overhead = calibration.overhead(3, netem_stages=len(forward) + len(back))
@@ -292,8 +298,8 @@ class TestEx1:
 
     def test_mptcp_and_single_path_tcp_reach_the_framing_limits(self, ex1: str, cli: Cli, figures: Recorder,
                                                                 tmp_path: Path):
-        out = cli.run("run", "--lab", ex1, "--duration", str(FLOW_SECONDS), "--baseline", "--no-plots",
-                      "--results", str(tmp_path), check=False)
+        out, steals = unstarved(lambda: cli.run("run", "--lab", ex1, "--duration", str(FLOW_SECONDS), "--baseline",
+                                                "--no-plots", "--results", str(tmp_path), check=False), attempts=2)
         assert out.returncode in (0, 130), out.stderr  # 130: a flow was interrupted (its figures still count)
         summary = summary_of(results_dir_of(out.stdout))
         mptcp = flow_of(summary, "h1-h2")
@@ -302,7 +308,8 @@ class TestEx1:
         ok = goodput >= 0.95 * limit
         figures.add("ex.1 MPTCP goodput (2 x 10 Mbit, 60 ms RTT paths)", goodput / 1e6, "Mbit/s",
                     expected=limit / 1e6, bound=">= 0.95 of 2 x 10 Mbit x 1420/1514", ok=ok,
-                    note=f"{mptcp['subflows']['established']} subflows, {mptcp.get('retransmits')} retransmits")
+                    note=f"{mptcp['subflows']['established']} subflows, {mptcp.get('retransmits')} retransmits; "
+                         f"{steal_note(steals)}")
         baseline_ok = []
         for name in mptcp["baseline"]["flows"]:
             tcp = flow_of(summary, name)
@@ -365,17 +372,25 @@ def test_simult_flows(case: str, cli: Cli, figures: Recorder, tmp_path: Path):
     framing = (rate1 + rate2) * 1e6 * MPTCP_PAYLOAD / FRAME
     lab = topology["name"]
     with cli.lab(path, lab):
-        for attempt in range(1, ATTEMPTS + 1):
-            problems = simult_attempt(case, cli, figures, tmp_path / f"attempt{attempt}", lab, needed, framing,
-                                      bound_s, f"attempt {attempt}/{ATTEMPTS}")
+        steals: list[float] = []
+        for attempt in range(1, ATTEMPTS + 2):
+            if attempt > ATTEMPTS and min(steals) <= STEAL_LIMIT_PERCENT:
+                break  # a third run only when every run so far was starved
+            problems, [steal] = unstarved(
+                lambda: simult_attempt(case, cli, figures, tmp_path / f"attempt{attempt}", lab, needed, framing,
+                                       bound_s, f"attempt {attempt}"), attempts=1)
+            steals.append(steal)
+            figures.add(f"{case}, attempt {attempt}: host CPU steal during it", steal, "%",
+                        bound=f"<= {STEAL_LIMIT_PERCENT:g}% or the run measured the host's neighbours")
             if not problems:
                 break
-    assert not problems, problems
+    assert not problems, (problems, steal_note(steals))
 
 
 #: A case that misses is run once more on the same lab (both attempts are reported): the
 #: emulated VM's throughput varies by a few percent with the host's load, and the bounds sit
-#: at 0.91 of the framing limit (a miss by 0.01 Mbit/s was seen). Two misses fail.
+#: at 0.91 of the framing limit (a miss by 0.01 Mbit/s was seen). Two misses fail, unless the
+#: host stole more than STEAL_LIMIT_PERCENT of its CPU during both: then a third run decides.
 ATTEMPTS = 2
 
 

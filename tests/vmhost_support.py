@@ -35,7 +35,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 import docker
 import pytest
@@ -291,6 +291,7 @@ class PingResult:
     transmitted: int
     received: int
     rtts_ms: list[float]
+    host_steal_percent: list[float] = field(default_factory=list)  # per attempt, see unstarved()
 
     @property
     def lost(self) -> int:
@@ -346,6 +347,56 @@ def ping(cli: Cli, lab: str, node: str, target: str, *, count: int, interval: fl
                      timeout=count * interval * 3 + 60)
     assert result.returncode in (0, 1), f"ping {target} in {lab}/{node}: exit {result.returncode}: {result.stderr}"
     return parse_ping(target, result.stdout)
+
+
+def steady_ping(cli: Cli, lab: str, node: str, target: str, **options: Any) -> PingResult:
+    """``ping`` repeated while the machine running the emulator was starved (see unstarved)."""
+    result, steals = unstarved(lambda: ping(cli, lab, node, target, **options))
+    result.host_steal_percent = steals
+    return result
+
+
+# -- the emulator's host -----------------------------------------------------------------------
+
+#: The VM is emulated on this machine's CPUs. When its hypervisor takes them away (steal time
+#: in /proc/stat), the emulated CPUs stop: netem timers fire late and packets wait. Seen here:
+#: 20-26% steal for a minute made ex.1's idle min RTT 5-8 ms too long and its TCP flows reach
+#: 0.69-0.75 of their limit, where runs without steal give 0.96-0.98. A measurement taken
+#: while more than this share was stolen measured the host's neighbours, not the emulation.
+STEAL_LIMIT_PERCENT = 5.0
+STEADY_ATTEMPTS = 3
+T = TypeVar("T")
+
+
+def host_cpu_jiffies() -> tuple[int, int]:
+    """(stolen, total) jiffies over all of this machine's CPUs since boot."""
+    values = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return values[7], sum(values)
+
+
+def unstarved(measure: Callable[[], T], attempts: int = STEADY_ATTEMPTS) -> tuple[T, list[float]]:
+    """Run ``measure`` until the host steals at most STEAL_LIMIT_PERCENT of its CPU time while
+    it runs (at most ``attempts`` times). The result of that run, or of the least starved one
+    if every run was starved (the test then judges it, and its figure shows the steal), and
+    the steal of every run, in order. The outcome never decides a repeat: only the steal does."""
+    runs: list[tuple[float, T]] = []
+    for _ in range(attempts):
+        stolen_before, total_before = host_cpu_jiffies()
+        result = measure()
+        stolen, total = host_cpu_jiffies()
+        runs.append((100 * (stolen - stolen_before) / max(1, total - total_before), result))
+        if runs[-1][0] <= STEAL_LIMIT_PERCENT:
+            break
+    chosen = runs[-1] if runs[-1][0] <= STEAL_LIMIT_PERCENT else min(runs, key=lambda run: run[0])
+    return chosen[1], [steal for steal, _ in runs]
+
+
+def steal_note(steals: Sequence[float]) -> str:
+    """"host steal 1.2%", or every run's when starved runs were repeated."""
+    if len(steals) <= 1:
+        return f"host steal {steals[0]:.1f}%" if steals else ""
+    return "host steal " + ", ".join(f"{steal:.1f}%" for steal in steals) + \
+        f" (runs above {STEAL_LIMIT_PERCENT:g}% repeated)"
 
 
 def frame_time_ms(rate_bits: float, frame_bytes: int = PING_FRAME_BYTES) -> float:
