@@ -374,25 +374,30 @@ def host_cpu_jiffies() -> tuple[int, int]:
     return values[7], sum(values)
 
 
+def with_host_steal(measure: Callable[[], T]) -> tuple[T, float]:
+    """``measure()`` and the share of this machine's CPU time (%) its hypervisor stole meanwhile."""
+    stolen_before, total_before = host_cpu_jiffies()
+    result = measure()
+    stolen, total = host_cpu_jiffies()
+    return result, 100 * (stolen - stolen_before) / max(1, total - total_before)
+
+
 def unstarved(measure: Callable[[], T], attempts: int = STEADY_ATTEMPTS) -> tuple[T, list[float]]:
     """Run ``measure`` until the host steals at most STEAL_LIMIT_PERCENT of its CPU time while
     it runs (at most ``attempts`` times). The result of that run, or of the least starved one
     if every run was starved (the test then judges it, and its figure shows the steal), and
     the steal of every run, in order. The outcome never decides a repeat: only the steal does."""
-    runs: list[tuple[float, T]] = []
+    runs: list[tuple[T, float]] = []
     for _ in range(attempts):
-        stolen_before, total_before = host_cpu_jiffies()
-        result = measure()
-        stolen, total = host_cpu_jiffies()
-        runs.append((100 * (stolen - stolen_before) / max(1, total - total_before), result))
-        if runs[-1][0] <= STEAL_LIMIT_PERCENT:
+        runs.append(with_host_steal(measure))
+        if runs[-1][1] <= STEAL_LIMIT_PERCENT:
             break
-    chosen = runs[-1] if runs[-1][0] <= STEAL_LIMIT_PERCENT else min(runs, key=lambda run: run[0])
-    return chosen[1], [steal for steal, _ in runs]
+    chosen = min(runs, key=lambda run: run[1]) if runs[-1][1] > STEAL_LIMIT_PERCENT else runs[-1]
+    return chosen[0], [steal for _, steal in runs]
 
 
 def steal_note(steals: Sequence[float]) -> str:
-    """"host steal 1.2%", or every run's when starved runs were repeated."""
+    """The figure's note: one run's steal, or every run's when starved runs were repeated."""
     if len(steals) <= 1:
         return f"host steal {steals[0]:.1f}%" if steals else ""
     return "host steal " + ", ".join(f"{steal:.1f}%" for steal in steals) + \
