@@ -13,16 +13,28 @@ import pytest
 vmhost_support = pytest.importorskip("vmhost_support", reason="the VM tier's support (tests/vmhost_support.py) "
                                                               "is not in this tree")
 from nest_scripts import (AQM_SCRIPT, BOTTLENECK_BPS, NETEM_SCRIPT, UDP_BPS, UDP_LOSS_PERCENT,  # noqa: E402
-                          check_aqm_script, check_netem_script, nothing_left, run_script)
+                          check_aqm_script, check_netem_script, last_line, nothing_left, run_script)
 from vmhost_support import Recorder  # noqa: E402
+
+from mptcpdock.report.summary import UDP_SETUP_LOST  # noqa: E402
 
 pytest_plugins = ["vmhost_support"]
 pytestmark = [pytest.mark.vmhost, pytest.mark.slow]
 
 
 def test_the_netem_script_on_a_netem_kernel(vm_engine, figures: Recorder, tmp_path: Path) -> None:
-    done = run_script(NETEM_SCRIPT, "nest5vm-netem", tmp_path)
-    got = check_netem_script(done, tmp_path)
+    """The script's UDP client (h2) sends iperf3's one set-up datagram across h2's 2% loss, so
+    about one run in 50 loses it and the flow fails (mptcpdock says so, see UDP_SETUP_LOST);
+    NeST's own run would fail the same way. Only that failure gets one more run."""
+    workdir = tmp_path / "run1"
+    workdir.mkdir()
+    done = run_script(NETEM_SCRIPT, "nest5vm-netem", workdir)
+    if done.returncode != 0 and UDP_SETUP_LOST in done.stderr:
+        figures.add("run 1: iperf3's UDP set-up datagram lost (run again)", None, note=last_line(done.stderr))
+        workdir = tmp_path / "run2"
+        workdir.mkdir()
+        done = run_script(NETEM_SCRIPT, "nest5vm-netem", workdir)
+    got = check_netem_script(done, workdir)
     figures.add("TCP h1-h2 goodput", got["tcp_share"] * BOTTLENECK_BPS / 1e6, "Mbit/s", expected=BOTTLENECK_BPS / 1e6,
                 bound=">= 0.85 of the bottleneck", ok=True)
     figures.add("UDP h2-h1 goodput", got["udp_share"] * UDP_BPS / 1e6, "Mbit/s", expected=UDP_BPS / 1e6,

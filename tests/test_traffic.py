@@ -10,7 +10,7 @@ from mptcpdock.errors import TopologyError
 from mptcpdock.experiment.runner import client_argv, server_argv
 from mptcpdock.report.parsers import parse_iperf3
 from mptcpdock.report.records import FlowSummary, Summary
-from mptcpdock.report.summary import _fairness
+from mptcpdock.report.summary import UDP_SETUP_LOST, _fairness, _status
 from mptcpdock.report.table import render_table
 from mptcpdock.topology.loader import load_topology_text, topology_to_yaml
 from mptcpdock.topology.units import UnitError, parse_bytes
@@ -139,3 +139,14 @@ def test_capture_on_a_link_end_round_trips_and_bad_capture_items_are_one_line():
         assert message in str(info.value) and "\n" not in str(info.value)
     with pytest.raises(TopologyError, match="snaplen 10 out of range"):
         validate(load_topology_text(BASE + "  - {src: h1, dst: h2}\nsnaplen: 10\n", source="t.yaml"))
+
+
+def test_a_lost_udp_setup_datagram_is_explained(tmp_path):
+    """iperf3 sends its UDP set-up datagram once: the error says so, and what to do."""
+    client = parse_iperf3(json.dumps({"start": {}, "intervals": [], "end": {},
+                                      "error": "unable to read from stream socket: Resource temporarily unavailable"}))
+    spec = {"launched": True, "tool": "iperf3", "protocol": "udp"}
+    status, error = _status(spec, client, 1, tmp_path)
+    assert status == "failed" and error.endswith(UDP_SETUP_LOST), error
+    status, error = _status({**spec, "protocol": "tcp"}, client, 1, tmp_path)
+    assert status == "failed" and UDP_SETUP_LOST not in error

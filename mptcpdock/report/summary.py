@@ -229,10 +229,20 @@ def _status(spec: dict[str, Any], client: IperfResult | None, rc: int | None, fl
         return "ok", None
     status = "interrupted" if spec.get("timed_out") or (client.error and "interrupt" in client.error) else "failed"
     error = client.error or (f"iperf3 exited with {rc}" if rc else "no result")
+    if spec.get("protocol") == "udp" and not client.intervals and UDP_SETUP_FAILED in (client.error or ""):
+        error += UDP_SETUP_LOST
     stderr = flow_dir / "client.stderr.txt"
     if stderr.exists():
         error += ": " + stderr.read_text(errors="replace").strip()[-300:]
     return status, error
+
+
+#: iperf3's error when its UDP stream's set-up datagram, or the server's answer, is lost:
+#: iperf3 sends it once and waits 30 s (iperf_udp_connect), with no retry.
+UDP_SETUP_FAILED = "unable to read from stream socket"
+UDP_SETUP_LOST = (" (iperf3 sends its UDP stream's set-up datagram once and waits 30 s for the server's "
+                  "answer: one of the two was lost; a lossy link end on the path loses it at its loss rate, "
+                  "so run the flow again)")
 
 
 #: A flow whose intervals, placed from the client's end, start this much later than the client
