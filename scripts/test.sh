@@ -21,7 +21,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM HUP    # so that the EXIT trap (stopping the VM) runs
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-PYTEST=(.venv/bin/python -m pytest -ra)
+PYTEST=(.venv/bin/python -m pytest -ra --durations=12)
 # vCPUs for the VM: vm-host.sh's default (2). Under software emulation (QEMU multi-threaded
 # TCG) 2 vCPUs used to panic the guest ("Oops: int3") whenever ping toggled the kernel's
 # timestamp static key; the guest now holds that key on from boot (see vm-host.sh's guest

@@ -53,6 +53,9 @@ What is checked, and the model behind each bound:
 The emulator runs on this machine's CPUs; a ping series or a throughput run during which
 the machine's hypervisor stole more than STEAL_LIMIT_PERCENT of them is repeated (see
 vmhost_support.unstarved: the steal decides, never the outcome), and every figure shows it.
+A measurement that misses its bound although it had its CPUs fails; one that misses in runs
+that were all starved is inconclusive: the test skips saying so, and its figures stay in the
+table marked STRV (vmhost_support.judge).
 """
 
 from __future__ import annotations
@@ -67,8 +70,8 @@ import pytest
 import yaml
 
 from vmhost_support import (STEAL_LIMIT_PERCENT, TOPOLOGIES, Cli, PingResult, Recorder, binomial_band, flow_of,
-                            frame_time_ms, results_dir_of, save_pings, start_killer, steady_ping, steal_note,
-                            summary_of, unstarved, with_host_steal, write_topology)
+                            frame_time_ms, judge, results_dir_of, save_pings, start_killer, steady_ping,
+                            steal_note, summary_of, unstarved, with_host_steal, write_topology)
 
 pytest_plugins = ["vmhost_support"]
 pytestmark = [pytest.mark.vmhost]
@@ -245,7 +248,10 @@ def test_jitter_has_the_configured_normal_spread(rtt_lab: dict[str, PingResult],
                       "+/- 10%", ok=spread_ok)
     figures.add("25 ms +/- 5 ms normal: share within that stdev of the median", 100 * within, "%", expected=68.3,
                 bound="normal: 68.3 +/- 5 (uniform jitter each way: 91)", ok=shape_ok)
-    assert median_ok and spread_ok and shape_ok, (result.median, result.robust_stdev, within)
+    # both series feed the bounds: inconclusive when either was starved in every one of its runs
+    judge(figures, median_ok and spread_ok and shape_ok,
+          f"median {result.median:.3f}, spread {result.robust_stdev:.3f}, within {100 * within:.1f}%",
+          [max(min(result.host_steal_percent), min(reference.host_steal_percent))])
 
 
 # -- NeST's example 1: RTT per path, then throughput ------------------------------------------------
@@ -284,7 +290,7 @@ class TestEx1:
 
     def test_rtt_per_path_is_the_configured_round_trip(self, ex1: str, cli: Cli, calibration: Calibration,
                                                        figures: Recorder):
-        failures = []
+        failures, steals = [], []
         for what, (address, forward, back) in EX1_PATHS.items():
             result = steady_ping(cli, ex1, "h1", address, count=PROBES)
             configured = ex1_path_rtt_ms(forward, back)
@@ -294,7 +300,9 @@ class TestEx1:
                                               overhead_is_upper=True):
                 failures.append(f"{what}: min {result.min:.3f} ms, configured {configured:.3f} + overhead "
                                 f"{overhead:.3f}, {result.lost} lost")
-        assert not failures, failures
+                steals.append(min(result.host_steal_percent))
+        # inconclusive only when every path that missed was starved in each of its series
+        judge(figures, not failures, "; ".join(failures), steals)
 
     def test_mptcp_and_single_path_tcp_reach_the_framing_limits(self, ex1: str, cli: Cli, figures: Recorder,
                                                                 tmp_path: Path):
@@ -324,9 +332,9 @@ class TestEx1:
         assert not summary.get("incomplete"), summary.get("reasons")
         assert mptcp["subflows"]["established"] == 2, mptcp["subflows"]
         assert len(baseline_ok) == 2
-        assert ok and all(baseline_ok), (
-            f"MPTCP {goodput / 1e6:.2f} Mbit/s of {limit / 1e6:.2f}; baselines "
-            f"{[round(flow_of(summary, n)['goodput_bps'] / 1e6, 2) for n in mptcp['baseline']['flows']]}")
+        judge(figures, ok and all(baseline_ok),
+              f"MPTCP {goodput / 1e6:.2f} Mbit/s of {limit / 1e6:.2f}; baselines "
+              f"{[round(flow_of(summary, n)['goodput_bps'] / 1e6, 2) for n in mptcp['baseline']['flows']]}", steals)
 
 
 # -- the kernel selftest simult_flows.sh --------------------------------------------------------
@@ -373,9 +381,7 @@ def test_simult_flows(case: str, cli: Cli, figures: Recorder, tmp_path: Path):
     lab = topology["name"]
     with cli.lab(path, lab):
         steals: list[float] = []
-        for attempt in range(1, ATTEMPTS + 2):
-            if attempt > ATTEMPTS and min(steals) <= STEAL_LIMIT_PERCENT:
-                break  # a third run only when every run so far was starved
+        for attempt in range(1, ATTEMPTS + 1):
             problems, steal = with_host_steal(
                 lambda: simult_attempt(case, cli, figures, tmp_path / f"attempt{attempt}", lab, needed, framing,
                                        bound_s, f"attempt {attempt}"))
@@ -384,13 +390,14 @@ def test_simult_flows(case: str, cli: Cli, figures: Recorder, tmp_path: Path):
                         bound=f"<= {STEAL_LIMIT_PERCENT:g}% or the run measured the host's neighbours")
             if not problems:
                 break
-    assert not problems, (problems, steal_note(steals))
+    judge(figures, not problems, "; ".join(problems), steals)
 
 
 #: A case that misses is run once more on the same lab (both attempts are reported): the
 #: emulated VM's throughput varies by a few percent with the host's load, and the bounds sit
 #: at 0.91 of the framing limit (a miss by 0.01 Mbit/s was seen). Two misses fail, unless the
-#: host stole more than STEAL_LIMIT_PERCENT of its CPU during both: then a third run decides.
+#: host stole more than STEAL_LIMIT_PERCENT of its CPU during both: then the case is
+#: inconclusive (see vmhost_support.judge).
 ATTEMPTS = 2
 
 

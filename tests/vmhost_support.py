@@ -69,6 +69,8 @@ class Figure:
     ok: bool | None = None
     note: str = ""
     load: tuple[float, float, float] = field(default_factory=os.getloadavg)
+    #: measured while the machine was starved and missed its bound: reported, not judged (see judge)
+    inconclusive: bool = False
 
 
 FIGURES: list[Figure] = []
@@ -86,6 +88,12 @@ class Recorder:
         figure = Figure(self.test, what, measured, unit, expected, bound, ok, note)
         FIGURES.append(figure)
         return figure
+
+    def missed_while_starved(self) -> None:
+        """This test's missed figures become inconclusive (see judge)."""
+        for figure in FIGURES:
+            if figure.test == self.test and figure.ok is False:
+                figure.inconclusive = True
 
 
 @pytest.fixture()
@@ -112,7 +120,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # no
         if figure.test != current:
             current = figure.test
             write(f"{figure.test}:")
-        verdict = {True: "ok  ", False: "FAIL", None: "    "}[figure.ok]
+        verdict = "STRV" if figure.inconclusive else {True: "ok  ", False: "FAIL", None: "    "}[figure.ok]
         expected = "" if figure.expected is None else f"  (configured/limit {_number(figure.expected, figure.unit)})"
         ratio = ""
         if figure.expected and figure.measured is not None and figure.unit in ("Mbit/s",):
@@ -394,6 +402,26 @@ def unstarved(measure: Callable[[], T], attempts: int = STEADY_ATTEMPTS) -> tupl
             break
     chosen = min(runs, key=lambda run: run[1]) if runs[-1][1] > STEAL_LIMIT_PERCENT else runs[-1]
     return chosen[0], [steal for _, steal in runs]
+
+
+def starved(steals: Sequence[float]) -> bool:
+    """Every run of a measurement was starved (see STEAL_LIMIT_PERCENT)."""
+    return bool(steals) and min(steals) > STEAL_LIMIT_PERCENT
+
+
+def judge(figures: Recorder, ok: bool, failure: str, steals: Sequence[float]) -> None:
+    """Pass when ``ok``; fail with ``failure`` when a run that missed had its CPUs; skip, as
+    inconclusive, when the measurement missed and every run of it was starved: what it measured
+    was the machine's neighbours, and no figure of the emulator can be had from this machine
+    now (its figures stay in the table, marked STRV). A run that had its CPUs is always judged."""
+    if ok:
+        return
+    if starved(steals):
+        figures.missed_while_starved()
+        pytest.skip(f"inconclusive: {failure}; measured while this machine's hypervisor stole "
+                    f"{', '.join(f'{steal:.1f}%' for steal in steals)} of its CPU time (every run above "
+                    f"{STEAL_LIMIT_PERCENT:g}%: the emulated VM was short of CPU)")
+    raise AssertionError(f"{failure} ({steal_note(steals)})")
 
 
 def steal_note(steals: Sequence[float]) -> str:
