@@ -435,6 +435,22 @@ def test_plan_sysctls_defaults_and_overrides():
     assert not any(line.startswith("mptcp") for line in plan.nodes["h2"].ip_lines())
 
 
+@pytest.mark.parametrize("value, ok", [
+    ("'4096 131072 6291456'", True), ("bbr", True), ("'4096  131072'", False), ("'1; reboot'", False),
+    ("'$(id)'", False), ("''", False),
+])
+def test_sysctl_values_are_tokens_or_numbers_separated_by_single_spaces(value, ok):
+    """net.ipv4.tcp_wmem takes "min default max"; anything a shell would read is refused."""
+    text = f"name: sv\nnodes:\n  h1: {{sysctls: {{net.ipv4.tcp_wmem: {value}}}}}\n  h2: {{}}\nlinks: [{{endpoints: [h1, h2]}}]\n"
+    if ok:
+        plan = make_plan(resolved(text))
+        assert plan.nodes["h1"].sysctls["net.ipv4.tcp_wmem"] == value.strip("'")
+        return
+    with pytest.raises(TopologyError) as caught:
+        resolved(text)
+    assert caught.value.field == "nodes.h1.sysctls.net.ipv4.tcp_wmem" and "'4096 131072 6291456'" in str(caught.value)
+
+
 def test_plan_egress_override_is_per_direction():
     plan = make_plan(resolved("""\
         name: dir

@@ -24,6 +24,9 @@ IFNAME_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9_-]{0,14}$")
 LINK_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
 SYSCTL_RE = re.compile(r"^net\.[a-z0-9_]+(\.[a-z0-9_-]+)+$")
 TOKEN_RE = re.compile(r"^[a-zA-Z0-9_.-]+$")
+#: a sysctl's value: one token, or several separated by single spaces (net.ipv4.tcp_wmem's
+#: "min default max"); Docker writes it to /proc/sys as given, no shell in between
+SYSCTL_VALUE_RE = re.compile(r"^[a-zA-Z0-9_.-]+( [a-zA-Z0-9_.-]+)*$")
 RESERVED_IFNAMES = {"lo", "all", "default"}
 ENGINE_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,30}$")
 ENGINE_SCHEMES = ("unix://", "tcp://", "ssh://", "npipe://", "http://", "https://")
@@ -136,9 +139,9 @@ def _check_nodes(check: _Checker, topo: Topology) -> None:
             if not SYSCTL_RE.match(key):
                 raise check.fail(f"{path}.sysctls.{key}", f"sysctl {key!r} cannot be set per container",
                                  "only net.* sysctls are namespaced; write e.g. net.ipv4.tcp_congestion_control")
-            if not TOKEN_RE.match(value):
-                raise check.fail(f"{path}.sysctls.{key}", f"value {value!r} is not a plain token",
-                                 "write a number or word such as 1 or cubic")
+            if not SYSCTL_VALUE_RE.match(value):
+                raise check.fail(f"{path}.sysctls.{key}", f"value {value!r} is not a number, a word or numbers "
+                                 "separated by single spaces", "write e.g. 1, cubic or '4096 131072 6291456'")
 
 
 def _check_engines(check: _Checker, topo: Topology) -> None:
