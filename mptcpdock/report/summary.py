@@ -229,7 +229,7 @@ def _status(spec: dict[str, Any], client: IperfResult | None, rc: int | None, fl
         return "ok", None
     status = "interrupted" if spec.get("timed_out") or (client.error and "interrupt" in client.error) else "failed"
     error = client.error or (f"iperf3 exited with {rc}" if rc else "no result")
-    if spec.get("protocol") == "udp" and not client.intervals and UDP_SETUP_FAILED in (client.error or ""):
+    if spec.get("protocol") == "udp" and not client.intervals and UDP_SETUP_FAILED in error:
         error += UDP_SETUP_LOST
     stderr = flow_dir / "client.stderr.txt"
     if stderr.exists():
