@@ -289,6 +289,42 @@ def test_flow_sockets_follow_the_token_of_the_data_connection_only():
     assert paths[0].rtt_ms_min == 10.412 and paths[1].rtt_ms_min is None  # SS_INITIAL shows no minrtt
 
 
+# A fast subflow of simult_flows' "unbalanced bwidth" while its MPTCP connection's send buffer was full
+# (ss on the VM Docker host, kernel 6.12), at two samples 1 s apart.
+SS_BUSY = ("tcp   ESTAB 0      145104 10.0.1.1:45946 10.0.3.3:5202 cubic rtt:5.523/1.846 mss:1448 cwnd:24 "
+           "bytes_acked:{acked} delivery_rate 10800000bps busy:{busy}ms sndbuf_limited:{limited}ms(15.2%) "
+           "tcp-ulp-mptcp flags:Mec token:0000(id:0)/bc65e1f1(id:0) seq:1")
+SS_BUSY_SLOW = ("tcp   ESTAB 0      86792  10.0.2.1%ns1eth2:35741 10.0.3.3:5202 cubic rtt:9.406/2.997 cwnd:28 "
+                "bytes_acked:3243817 busy:5536ms sndbuf_limited:12ms(0.2%) "
+                "tcp-ulp-mptcp flags:Jec token:1111(id:1)/bc65e1f1(id:0) seq:1")
+
+
+def test_busy_and_limited_times_add_up_per_path_and_a_buffer_limited_path_gets_a_note():
+    """tcp_info's busy/sndbuf_limited are cumulative: a path takes each subflow's last value;
+    for a TCP flow the table says which path sat idle for want of send buffer, and only above
+    5% of its busy time."""
+    early = parse_ss_line(SS_BUSY.format(acked=3805742, busy=2216, limited=440))
+    assert (early.info["busy_ms"], early.info["sndbuf_limited_ms"]) == (2216, 440) and "rwnd_limited_ms" not in early.info
+    samples = parse_samples(sample_block(1.0, [SS_BUSY.format(acked=3805742, busy=2216, limited=440), SS_BUSY_SLOW], 10)
+                            + sample_block(2.0, [SS_BUSY.format(acked=9290406, busy=5328, limited=808), SS_BUSY_SLOW], 20))
+    series = flow_sockets(samples, True, [45946], 5202, "mptcp")
+    topology = validate(load_topology(TOPOLOGIES / "simult-flows" / "unbalanced-bwidth.yaml"))
+    fast, slow = path_stats(topology, "ns1", "ns3", series, {})
+    assert (fast.sender_interface, fast.busy_ms, fast.sndbuf_limited_ms, fast.rwnd_limited_ms) == ("ns1eth1", 5328, 808, 0)
+    assert fast.limited_share("sndbuf") == pytest.approx(808 / 5328) and slow.limited_share("sndbuf") == pytest.approx(12 / 5536)
+
+    def notes(protocol: str) -> list[str]:
+        summary = Summary.from_dict({"lab": "sf-unbal", "flows": [
+            {"name": "ns1-sends", "protocol": protocol, "paths": [fast.to_dict(), slow.to_dict()]}]})
+        return [line for line in render_table(summary).splitlines() if "could send no more" in line]
+
+    tcp = notes("tcp")
+    assert len(tcp) == 1, tcp  # the slow path's 0.2% stays quiet
+    assert tcp[0].startswith("ns1-sends: 10.0.1.1->10.0.3.3 (ns1eth1) could send no more for 15% of its busy "
+                             "time (5.3 s): its send buffer was full")
+    assert notes("mptcp") == []  # MPTCP's scheduler fills each subflow's buffer in normal work
+
+
 def test_attempts_never_established_are_reported():
     samples = parse_samples("".join(sample_block(t, [SS_SYN], 0) for t in (1.0, 1.5, 2.0, 2.5)))
     series = flow_sockets(samples, True, [37383], 5202, "mptcp")

@@ -96,7 +96,8 @@ def _write_sample_csvs(path: Path) -> None:
     with open(path.with_name(f"{node}-sockets.csv"), "w", newline="") as handle:
         writer = csv.writer(handle)
         keys = ["rtt_ms", "cwnd", "bytes_acked", "bytes_received", "bytes_retrans", "retrans_total",
-                "delivery_rate", "mptcp_flags", "msk_token", "token", "subflows"]
+                "delivery_rate", "busy_ms", "rwnd_limited_ms",
+                "sndbuf_limited_ms", "mptcp_flags", "msk_token", "token", "subflows"]
         writer.writerow(["time", "netid", "state", "local", "local_port", "peer", "peer_port", *keys])
         for sample in samples:
             for sock in sample.sockets:

@@ -138,6 +138,9 @@ _TCP_NUMBERS = {
 _RTT_RE = re.compile(r"\brtt:([\d.]+)/([\d.]+)")
 _RETRANS_RE = re.compile(r"\bretrans:\d+/(\d+)")
 _MIN_RTT_RE = re.compile(r"\bminrtt:([\d.]+)")
+#: tcp_info's cumulative busy time and the parts of it the socket was limited by the peer's
+#: receive window or by its own send buffer (ss prints them once the socket has been busy).
+_LIMITS = {key: re.compile(rf"\b{key}:(\d+)ms") for key in ("busy", "rwnd_limited", "sndbuf_limited")}
 _SUBFLOW_RE = re.compile(r"tcp-ulp-mptcp flags:(\S+) token:([0-9a-f]+)\(id:(\d+)\)/([0-9a-f]+)\(id:(\d+)\)")
 _MSK_RE = re.compile(r"\btoken:([0-9a-f]+)\b(?!\()")
 _MSK_NUMBERS = {key: re.compile(rf"\b{key}:(\d+)") for key in ("subflows", "add_addr_signal", "add_addr_accepted",
@@ -179,6 +182,10 @@ def parse_ss_line(line: str) -> SocketSample | None:
         match = _RETRANS_RE.search(rest)
         if match:
             info["retrans_total"] = int(match[1])
+        for key, pattern in _LIMITS.items():
+            match = pattern.search(rest)
+            if match:
+                info[f"{key}_ms"] = int(match[1])
         match = _CONGESTION_RE.match(rest)
         if match:
             info["congestion"] = match[1]

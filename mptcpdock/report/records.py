@@ -133,11 +133,22 @@ class PathStats(Record):
     # the least `minrtt` ss showed: the path's delay without queueing (absent in older summaries)
     rtt_ms_min: float | None = field(default=None, metadata=OMIT_WHEN_NONE)
     cwnd_mean: float | None = None
+    # tcp_info at the sender, summed over the path's subflows (the last sample of each): the
+    # time they had data in flight, and the parts of it they could send no more because the
+    # receiver's window was full or their send buffer was (absent before any was busy)
+    busy_ms: int | None = field(default=None, metadata=OMIT_WHEN_NONE)
+    rwnd_limited_ms: int | None = field(default=None, metadata=OMIT_WHEN_NONE)
+    sndbuf_limited_ms: int | None = field(default=None, metadata=OMIT_WHEN_NONE)
 
     @property
     def carried(self) -> int:
         """Bytes this path carried: acked at the sender, else received."""
         return self.bytes or self.bytes_received
+
+    def limited_share(self, limit: str) -> float | None:
+        """The share of the busy time limited by ``limit`` ('rwnd' or 'sndbuf')."""
+        limited = getattr(self, f"{limit}_limited_ms")
+        return (limited or 0) / self.busy_ms if self.busy_ms else None
 
 
 @dataclass

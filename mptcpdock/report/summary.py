@@ -135,6 +135,7 @@ def path_stats(topology: Topology, sender: str, receiver: str,
         rtts.setdefault((local, peer), []).extend(s.info["rtt_ms"] for s in busy if "rtt_ms" in s.info)
         cwnds.setdefault((local, peer), []).extend(s.info["cwnd"] for s in busy if "cwnd" in s.info)
         min_rtts.setdefault((local, peer), []).extend(s.info["min_rtt_ms"] for s in socks if "min_rtt_ms" in s.info)
+        _add_limits(entry, socks)
         entry.sockets.append((local, lport, peer, pport))
         entry.states = sorted(set(entry.states) | {sock.state for sock in socks})
         entry.first_seen = min(entry.first_seen or points[0][0], points[0][0])
@@ -148,6 +149,14 @@ def path_stats(topology: Topology, sender: str, receiver: str,
         entry.cwnd_mean = _mean(cwnds.get(key, []))
         entry.rtt_ms_min = min(min_rtts.get(key, []), default=None)
     return sorted(paths.values(), key=lambda entry: -entry.carried)
+
+
+def _add_limits(entry: PathStats, socks: list[SocketSample]) -> None:
+    """Add one subflow's tcp_info busy and limited times (cumulative: its last sample's) to its path."""
+    for key in ("busy_ms", "rwnd_limited_ms", "sndbuf_limited_ms"):
+        last = max((s.info[key] for s in socks if key in s.info), default=None)
+        if last is not None or (key != "busy_ms" and entry.busy_ms):
+            setattr(entry, key, (getattr(entry, key) or 0) + (last or 0))
 
 
 def interface_bytes(samples: list[Sample], start: float | None, end: float | None, node: str) -> NodeCounters | None:

@@ -102,8 +102,40 @@ def _bytes_notes(summary: Summary) -> list[str]:
     return notes
 
 
+#: A path limited by the receiver's window or its own send buffer for at least this share of its
+#: busy time gets a note under the table.
+LIMITED_NOTE_SHARE = 0.05
+_LIMIT_WORDS = {
+    "sndbuf": "its send buffer was full (net.ipv4.tcp_wmem: the kernel grows it from the middle value to "
+              "the maximum; an MPTCP connection's is its subflows' sum)",
+    "rwnd": "the receiver's window was full (net.ipv4.tcp_rmem on the receiver)",
+}
+
+
+def _limit_notes(summary: Summary) -> list[str]:
+    """TCP flows that sat idle for want of buffer: a cap that is the hosts', not the links'.
+
+    Not for MPTCP: its scheduler hands each subflow data until that subflow's send buffer is
+    full, so a subflow counts as send-buffer limited in normal work (28% of its busy time at
+    0.97 of the framing limit, measured in simult_flows' "unbalanced bwidth"); the figures stay
+    in ``paths[]`` for both."""
+    notes = []
+    for flow in summary.flows:
+        if flow.protocol == "mptcp":
+            continue
+        for path in flow.paths:
+            for limit, words in _LIMIT_WORDS.items():
+                share = path.limited_share(limit)
+                if share is not None and share >= LIMITED_NOTE_SHARE:
+                    notes.append(f"{flow.name}: {path.sender_address}->{path.receiver_address} "
+                                 f"({path.sender_interface or '?'}) could send no more for {share:.0%} of its "
+                                 f"busy time ({path.busy_ms / 1000:.1f} s): {words}")
+    return notes
+
+
 def _notes(summary: Summary) -> list[str]:
-    notes = _event_notes(summary) + _traffic_notes(summary) + _counter_table(summary) + _bytes_notes(summary)
+    notes = (_event_notes(summary) + _traffic_notes(summary) + _counter_table(summary) + _bytes_notes(summary)
+             + _limit_notes(summary))
     for flow in summary.flows:
         base = flow.baseline
         if base and base.ratio is not None:
