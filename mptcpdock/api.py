@@ -389,12 +389,13 @@ class Lab:
     def __init__(self, name: str, *, routing: str = "static", source_routing: bool | None = None,
                  address_pool: str = "10.0.0.0/8", link_prefix: int = 24,
                  allow_no_impairments: bool = False, placement: str = "manual", overlays: str = "crossing",
-                 mtu: int | None = None) -> None:
+                 mtu: int | None = None, gso_max_segs: int | str = "auto") -> None:
         source, line = caller_location()
         self.topology = Topology(name=name, routing=routing, source_routing=source_routing,  # type: ignore[arg-type]
                                  address_pool=address_pool, link_prefix=link_prefix,
                                  allow_no_impairments=allow_no_impairments, source=source,
-                                 placement=placement, overlays=overlays, mtu=mtu)
+                                 placement=placement, overlays=overlays, mtu=mtu,
+                                 gso_max_segs=gso_max_segs)
         if line:
             self.topology.locations["name"] = line
 

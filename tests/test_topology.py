@@ -451,6 +451,47 @@ def test_sysctl_values_are_tokens_or_numbers_separated_by_single_spaces(value, o
     assert caught.value.field == "nodes.h1.sysctls.net.ipv4.tcp_wmem" and "'4096 131072 6291456'" in str(caught.value)
 
 
+def test_the_kernel_gso_simult_case_is_unbalanced_bwidth_without_the_gso_cap():
+    """topologies/simult-flows/unbalanced-bwidth-kernel-gso.yaml is the selftest's case with only
+    ``gso_max_segs: kernel``: the same nodes, links, flows and plan, less the cap's lines."""
+    folder = ROOT / "topologies" / "simult-flows"
+    base_topology = validate(load_topology(folder / "unbalanced-bwidth.yaml"))
+    variant_topology = validate(load_topology(folder / "unbalanced-bwidth-kernel-gso.yaml"))
+    assert (base_topology.gso_max_segs, variant_topology.gso_max_segs) == ("auto", "kernel")
+    assert variant_topology.flows == base_topology.flows and variant_topology.links == base_topology.links
+    assert variant_topology.nodes == base_topology.nodes
+    base, variant = make_plan(base_topology), make_plan(variant_topology)
+    capped = {name: [line for line in node.phases["addresses"] if "gso_max_segs" in line] for name, node in base.nodes.items()}
+    assert capped["ns1"] == ["link set dev ns1eth1 gso_max_segs 1", "link set dev ns1eth2 gso_max_segs 1"]
+    uncapped = {name: {phase: [line for line in lines if "gso_max_segs" not in line] for phase, lines in node.phases.items()}
+                for name, node in base.nodes.items()}
+    assert {name: node.phases for name, node in variant.nodes.items()} == uncapped
+
+
+@pytest.mark.parametrize("value, segments", [
+    (None, 1), ("auto", 1), ("kernel", None), (4, 4), (65535, 65535),
+])
+def test_gso_max_segs_is_the_rule_none_or_the_number_given(value, segments):
+    text = "name: gs\n" + (f"gso_max_segs: {value}\n" if value is not None else "") + \
+        "nodes: {h1: {}, h2: {}}\nlinks: [{endpoints: [h1, h2], rate: 10mbit}]\n"
+    plan = make_plan(resolved(text))
+    lines = [line for line in plan.nodes["h1"].phases["addresses"] if "gso_max_segs" in line]
+    assert lines == ([f"link set dev eth0 gso_max_segs {segments}"] if segments else [])
+    assert (topology_to_dict(resolved(text)).get("gso_max_segs")) == (value if value not in (None, "auto") else None)
+
+
+@pytest.mark.parametrize("value, message", [
+    ("none", "unknown gso_max_segs 'none'"), (0, "gso_max_segs 0 is out of range"),
+    (70000, "gso_max_segs 70000 is out of range"), ("off", "False is not a setting"),
+    ("true", "True is not a setting"),
+])
+def test_a_bad_gso_max_segs_is_one_line_naming_the_field_and_the_fix(value, message):
+    with pytest.raises(TopologyError) as caught:
+        resolved(f"name: gs\ngso_max_segs: {value}\nnodes: {{h1: {{}}, h2: {{}}}}\nlinks: [{{endpoints: [h1, h2]}}]\n")
+    assert caught.value.field == "gso_max_segs" and message in str(caught.value)
+    assert "kernel" in str(caught.value) and "\n" not in str(caught.value)
+
+
 def test_plan_egress_override_is_per_direction():
     plan = make_plan(resolved("""\
         name: dir

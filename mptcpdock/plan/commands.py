@@ -227,7 +227,10 @@ MSS = 1448
 
 
 def gso_max_segs(topology: Topology) -> int | None:
-    """How many segments one GSO packet may hold on every interface of the lab.
+    """How many segments one GSO packet may hold on every interface of the lab (None: no cap).
+
+    ``gso_max_segs:`` in the topology sets it: a number, ``kernel`` (no cap), or ``auto``,
+    the rule below.
 
     A TCP sender hands veths packets of up to 64 KB (GSO), and they cross every hop
     unsegmented: a queue limit counts each as ONE packet, so a "17-packet" queue held up to
@@ -235,6 +238,10 @@ def gso_max_segs(topology: Topology) -> int | None:
     Capping GSO packets at about 1 ms of the lab's slowest shaped rate (1 segment at
     10 Mbit) makes queues hold what they would on a wire. None: no rate, or fast enough.
     """
+    if topology.gso_max_segs == "kernel":
+        return None
+    if isinstance(topology.gso_max_segs, int):
+        return topology.gso_max_segs
     rates = [link.shaping_from(node).rate for link in topology.links for node in (link.a.node, link.b.node)]
     known = [rate for rate in rates if rate]
     if not known:

@@ -33,7 +33,7 @@ from .units import (
 TOP_KEYS = {
     "name", "routing", "source_routing", "address_pool", "link_prefix", "family", "address_pool6", "link_prefix6",
     "allow_no_impairments", "nodes", "links", "flows", "events", "description",
-    "engines", "placement", "overlays", "mtu", "snaplen",
+    "engines", "placement", "overlays", "mtu", "gso_max_segs", "snaplen",
 }
 ENGINE_KEYS = {"host", "context"}
 NODE_KEYS = {"kind", "image", "sysctls", "mptcp", "routes", "routing", "source_routing", "privileged", "engine"}
@@ -207,6 +207,8 @@ def _topology(reader: _Reader, data: dict[str, Any], name: str | None) -> Topolo
             setattr(topology, key, reader.string(data[key], key))
     if data.get("mtu") is not None:
         topology.mtu = reader.integer(data["mtu"], "mtu")
+    if data.get("gso_max_segs") is not None:
+        topology.gso_max_segs = _gso_max_segs(reader, data["gso_max_segs"])
     for engine_name, spec in reader.mapping(data.get("engines"), "engines", set(data.get("engines") or {})).items():
         path = f"engines.{engine_name}"
         spec = reader.mapping(spec, path, ENGINE_KEYS)
@@ -675,11 +677,20 @@ def _event_dict(event: Event) -> dict[str, Any]:
     return out
 
 
+def _gso_max_segs(reader: _Reader, value: Any) -> int | str:
+    """A number of segments or a mode; validate checks the range and the mode's name."""
+    if isinstance(value, bool):  # YAML reads off/no/false (and on/yes/true) as booleans
+        raise reader.error("gso_max_segs", f"{value!r} is not a setting",
+                           "write kernel (no cap), auto (the default cap) or a number of segments such as 1")
+    return value if isinstance(value, int) else reader.string(value, "gso_max_segs")
+
+
 def topology_to_dict(topology: Topology) -> dict[str, Any]:
     out: dict[str, Any] = {"name": topology.name}
     defaults = Topology(name=topology.name)
     for key in ("routing", "source_routing", "address_pool", "link_prefix", "allow_no_impairments",
-                "placement", "overlays", "mtu", "snaplen", "family", "address_pool6", "link_prefix6"):
+                "placement", "overlays", "mtu", "gso_max_segs", "snaplen", "family", "address_pool6",
+                "link_prefix6"):
         value = getattr(topology, key)
         if value != getattr(defaults, key):
             out[key] = value

@@ -430,6 +430,9 @@ class Topology:
     placement: str = "manual"  # manual: unplaced nodes go to the first engine; auto: balanced partition
     overlays: str = "crossing"  # crossing: overlays only for links between engines; all: every link
     mtu: int | None = None  # pinned on every interface; validate sets OVERLAY_MTU when a link is an overlay
+    #: segments per GSO packet on every interface: "auto" (about 1 ms of the slowest rate, see
+    #: plan.commands.gso_max_segs), "kernel" (no cap: the kernel's default), or a number
+    gso_max_segs: int | str = "auto"
     snaplen: int = 200  # bytes kept per captured packet (headers with every TCP option)
     source: str | None = None  # the file this topology came from (for errors)
     locations: dict[str, int] = field(default_factory=dict, compare=False, repr=False)

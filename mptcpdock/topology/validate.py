@@ -193,6 +193,22 @@ def _check_engines(check: _Checker, topo: Topology) -> None:
                              f"use at most {OVERLAY_MTU}, or remove mtu: to get {OVERLAY_MTU}")
     elif overlay:
         topo.mtu = OVERLAY_MTU
+    _check_gso_max_segs(check, topo.gso_max_segs)
+
+
+#: What ``gso_max_segs:`` takes besides a number of segments.
+GSO_MODES = ("auto", "kernel")
+MAX_GSO_SEGS = 65535  # the kernel's default and upper bound
+
+
+def _check_gso_max_segs(check: _Checker, value: int | str) -> None:
+    if isinstance(value, int):
+        if not 1 <= value <= MAX_GSO_SEGS:
+            raise check.fail("gso_max_segs", f"gso_max_segs {value} is out of range",
+                             f"use 1..{MAX_GSO_SEGS} segments, or auto, or kernel")
+    elif value not in GSO_MODES:
+        raise check.fail("gso_max_segs", f"unknown gso_max_segs {value!r}",
+                         "use auto (the default cap), kernel (no cap) or a number of segments such as 1")
 
 
 def _resolve_links(check: _Checker, topo: Topology) -> None:
