@@ -106,8 +106,8 @@ def _bytes_notes(summary: Summary) -> list[str]:
 #: busy time gets a note under the table.
 LIMITED_NOTE_SHARE = 0.05
 _LIMIT_WORDS = {
-    "sndbuf": "its send buffer was full (net.ipv4.tcp_wmem: the kernel grows it from the middle value to "
-              "the maximum; an MPTCP connection's is its subflows' sum)",
+    "sndbuf": "its send buffer was full (net.ipv4.tcp_wmem on the sender: the kernel grows it from the "
+              "middle value to the maximum)",
     "rwnd": "the receiver's window was full (net.ipv4.tcp_rmem on the receiver)",
 }
 
