@@ -152,11 +152,17 @@ def path_stats(topology: Topology, sender: str, receiver: str,
 
 
 def _add_limits(entry: PathStats, socks: list[SocketSample]) -> None:
-    """Add one subflow's tcp_info busy and limited times (cumulative: its last sample's) to its path."""
-    for key in ("busy_ms", "rwnd_limited_ms", "sndbuf_limited_ms"):
-        last = max((s.info[key] for s in socks if key in s.info), default=None)
-        if last is not None or (key != "busy_ms" and entry.busy_ms):
-            setattr(entry, key, (getattr(entry, key) or 0) + (last or 0))
+    """Add one subflow's tcp_info busy and limited times to its path: cumulative counters, so
+    the largest (last) value each showed; nothing while the subflow was never busy."""
+    def last(key: str) -> int:
+        return max((s.info.get(key, 0) for s in socks), default=0)
+
+    busy = last("busy_ms")
+    if not busy:
+        return
+    entry.busy_ms = (entry.busy_ms or 0) + busy
+    entry.rwnd_limited_ms = (entry.rwnd_limited_ms or 0) + last("rwnd_limited_ms")
+    entry.sndbuf_limited_ms = (entry.sndbuf_limited_ms or 0) + last("sndbuf_limited_ms")
 
 
 def interface_bytes(samples: list[Sample], start: float | None, end: float | None, node: str) -> NodeCounters | None:

@@ -97,6 +97,7 @@ def _check_top(check: _Checker, topo: Topology) -> None:
                          "write 68..262144 (bytes per captured packet; 200 keeps the headers with every TCP option)")
     if topo.family not in FAMILIES:
         raise check.fail("family", f"unknown address family {topo.family!r}", "write ipv4, ipv6 or dual")
+    _check_gso_max_segs(check, topo.gso_max_segs)
     try:
         pool6 = ipaddress.IPv6Network(topo.address_pool6)
     except ValueError as exc:
@@ -193,7 +194,6 @@ def _check_engines(check: _Checker, topo: Topology) -> None:
                              f"use at most {OVERLAY_MTU}, or remove mtu: to get {OVERLAY_MTU}")
     elif overlay:
         topo.mtu = OVERLAY_MTU
-    _check_gso_max_segs(check, topo.gso_max_segs)
 
 
 #: What ``gso_max_segs:`` takes besides a number of segments.
